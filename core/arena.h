@@ -1,0 +1,24 @@
+#ifndef POSTERN_ARENA_H
+#define POSTERN_ARENA_H
+
+#include <stddef.h>
+
+/* Session memory: a bump allocator over malloc'd blocks. Everything of one
+ * session lives here, so ending the session wipes and frees it at once and
+ * a reused worker keeps nothing of the previous user. */
+struct arena_block;
+
+struct arena {
+	struct arena_block *head;
+	size_t total;  /* bytes of blocks held */
+	size_t limit;  /* allocation beyond it fails */
+};
+
+void arena_init(struct arena *a, size_t limit);
+/* Returns zeroed memory aligned for any type, or NULL past the limit. */
+void *arena_alloc(struct arena *a, size_t size);
+char *arena_strndup(struct arena *a, const char *str, size_t len);
+/* Wipes (explicit_bzero) and frees every block; the arena is reusable. */
+void arena_wipe(struct arena *a);
+
+#endif

@@ -1,0 +1,48 @@
+/* Every fixed limit of the core, with the reason for its value. Limits an
+ * operator may want to change are settings (conf.c), not here. */
+#ifndef POSTERN_LIMITS_H
+#define POSTERN_LIMITS_H
+
+/* RFC 2449: a command line is at most 255 octets including CRLF. */
+#define POP3_MAX_LINE 255
+
+/* Input buffer: room for a maximal line plus pipelined commands. Bytes past
+ * it wait in the kernel, which bounds a client's pipelined backlog. */
+#define INPUT_BUFFER_SIZE 4096
+
+/* Output buffer: one flush writes this much, so RETR of a large message is
+ * a few big write()s rather than one per line (the data path). */
+#define OUTPUT_BUFFER_SIZE (128 * 1024)
+
+/* Read chunk for message bytes (pread into this, convert into output). */
+#define MESSAGE_CHUNK_SIZE (64 * 1024)
+
+/* Session memory cap: a mailbox of 200k messages fits well under it; a
+ * module that loops allocating ends the session instead of the machine. */
+#define SESSION_MEMORY_MAX (256u * 1024 * 1024)
+
+/* Message numbers above this are refused: keeps every index in 32 bits. */
+#define MAX_MESSAGES 10000000u
+
+/* Longest user name we accept or log. */
+#define MAX_USER_LEN 256
+
+/* Master: pending connections per listen socket (listen backlog). */
+#define LISTEN_BACKLOG 511
+
+/* Master: events handled per epoll_wait round. */
+#define MASTER_EVENTS 64
+
+/* A worker that does not take a handed-off connection in this many
+ * seconds is considered stuck and killed. */
+#define WORKER_HANDOFF_TIMEOUT 10
+
+/* Stack wiped after each session in a reused worker: more than the deepest
+ * session call chain (crypt included), so no secret survives in old frames. */
+#define STACK_WIPE_SIZE (256 * 1024)
+
+/* A client that stops reading: a write that makes no progress for this many
+ * seconds ends the session. */
+#define WRITE_TIMEOUT 600
+
+#endif

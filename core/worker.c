@@ -1,0 +1,170 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "limits.h"
+#include "log.h"
+#include "proto.h"
+#include "worker.h"
+
+int
+worker_send(int ctl_fd, int fd, const struct worker_handoff *h)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = (void *)h, .iov_len = sizeof(*h) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = u.buf,
+		.msg_controllen = sizeof(u.buf),
+	};
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	memset(u.buf, 0, sizeof(u.buf));
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	if (sendmsg(ctl_fd, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof(*h))
+		return -1;
+	return 0;
+}
+
+/* Returns the received fd, or -1 when the master closed the channel. */
+static int
+receive(int ctl_fd, struct worker_handoff *h)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = h, .iov_len = sizeof(*h) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = u.buf,
+		.msg_controllen = sizeof(u.buf),
+	};
+	struct cmsghdr *cmsg;
+	ssize_t n;
+	int fd = -1;
+
+	do {
+		n = recvmsg(ctl_fd, &msg, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(*h))
+		return -1;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (cmsg != NULL && cmsg->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+	return fd;
+}
+
+/* Old stack frames of the session (crypt's, the parser's) may still hold
+ * secrets; overwrite the region a session's calls can have reached. */
+static void __attribute__((noinline))
+wipe_stack(void)
+{
+	unsigned char buf[STACK_WIPE_SIZE];
+
+	explicit_bzero(buf, sizeof(buf));
+	__asm__ volatile("" : : "r"(buf) : "memory");
+}
+
+/* Blocking I/O with a bound on how long a stalled client may hold us. */
+static void
+prepare_socket(int fd)
+{
+	struct timeval tv = { .tv_sec = WRITE_TIMEOUT };
+	int one = 1;
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void
+worker_main(int ctl_fd, const struct server_conf *conf)
+{
+	struct worker_handoff h;
+	struct pio io;
+	char done = WORKER_DONE;
+
+	if (pio_init(&io) < 0) {
+		log_err("worker: out of memory");
+		_exit(1);
+	}
+	for (;;) {
+		int fd = receive(ctl_fd, &h);
+		int dropped;
+
+		if (fd < 0)
+			break;
+		prepare_socket(fd);
+		pio_attach(&io, fd);
+		dropped = session_run(conf, &io, &h.peer, 0);
+		close(fd);
+		pio_reset(&io);
+		explicit_bzero(&h, sizeof(h));
+		wipe_stack();
+		if (dropped)
+			break; /* this process is some user's now */
+		if (write(ctl_fd, &done, 1) != 1)
+			break;
+	}
+	pio_free(&io);
+	_exit(0);
+}
+
+int
+worker_inetd(const struct server_conf *conf)
+{
+	struct session_peer peer;
+	struct pio io;
+	int is_socket;
+
+	memset(&peer, 0, sizeof(peer));
+	peer.addr_len = sizeof(peer.addr);
+	snprintf(peer.listener, sizeof(peer.listener), "inetd");
+	is_socket = getpeername(STDIN_FILENO, (struct sockaddr *)&peer.addr,
+				&peer.addr_len) == 0;
+	if (is_socket && peer.addr.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (void *)&peer.addr;
+
+		inet_ntop(AF_INET, &sin->sin_addr, peer.ip, sizeof(peer.ip));
+		peer.port = ntohs(sin->sin_port);
+	} else if (is_socket && peer.addr.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (void *)&peer.addr;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, peer.ip, sizeof(peer.ip));
+		peer.port = ntohs(sin6->sin6_port);
+	} else {
+		/* A pipe or a Unix socket: the peer is on this machine. */
+		snprintf(peer.ip, sizeof(peer.ip), "local");
+		peer.addr.ss_family = AF_UNIX;
+	}
+	if (pio_init(&io) < 0)
+		return 1;
+	if (is_socket)
+		prepare_socket(STDIN_FILENO);
+	pio_attach(&io, STDIN_FILENO);
+	io.out_fd = is_socket ? STDIN_FILENO : STDOUT_FILENO;
+	log_info("connect: peer=%s port=%d listener=inetd", peer.ip,
+		 peer.port);
+	session_run(conf, &io, &peer, 1);
+	pio_free(&io);
+	return 0;
+}
