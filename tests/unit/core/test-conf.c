@@ -138,7 +138,7 @@ test_errors_name_file_and_line(void **state)
 	expect_error("", "storage = 3;\n", needle);
 	snprintf(needle, sizeof(needle), "%s:2: syntax error", conf_path);
 	expect_error("server = {\n idle_timeout = ; };\n", "", needle);
-	snprintf(needle, sizeof(needle), "%s:6: module 'nosuch'", conf_path);
+	snprintf(needle, sizeof(needle), "%s:5: module 'nosuch'", conf_path);
 	expect_error("", "commands = [ \"top\", \"nosuch\" ];\n", needle);
 	expect_error("server = { max_sessions = 0; };\n", "",
 		     ":1: 'max_sessions' must be between");
