@@ -27,18 +27,26 @@ session_reply(struct postern_session *s, int ok, enum postern_resp_code code,
 	      const char *fmt, va_list ap)
 {
 	const char *name = NULL;
+	char text[512];
+	int n = 0;
 
 	if ((size_t)code < sizeof(code_names) / sizeof(*code_names))
 		name = code_names[code];
+	if (fmt != NULL)
+		n = vsnprintf(text, sizeof(text), fmt, ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(text))
+		n = sizeof(text) - 1;
 	if (ok)
 		pio_write(s->io, "+OK", 3);
 	else if (name != NULL)
 		pio_printf(s->io, "-ERR [%s]", name);
 	else
 		pio_write(s->io, "-ERR", 4);
-	if (fmt != NULL && *fmt != '\0') {
+	if (n > 0) {
 		pio_write(s->io, " ", 1);
-		pio_vprintf(s->io, fmt, ap);
+		pio_write(s->io, text, (size_t)n);
 	}
 	return pio_write(s->io, "\r\n", 2) < 0 ? POSTERN_ERROR : POSTERN_OK;
 }
@@ -105,8 +113,6 @@ session_msg_arg(struct postern_session *s, const char *arg, unsigned *n_r)
 	return POSTERN_OK;
 }
 
-/* The "+OK" line has been sent only when this returns POSTERN_OK or
- * POSTERN_ERROR; on POSTERN_TEMPFAIL the caller still owes a reply. */
 int
 session_msg_send(struct postern_session *s, unsigned n, long long body_limit)
 {
@@ -115,11 +121,18 @@ session_msg_send(struct postern_session *s, unsigned n, long long body_limit)
 	const char *error = NULL;
 	int ret;
 
+	/* Open before "+OK": a vanished message still gets a clean -ERR. */
 	if (ops->msg_open(s->box, n - 1, &data, &error) != POSTERN_OK) {
 		log_warning("message %u of user=%s: %s", n, s->user,
 			    error != NULL ? error : "cannot open");
-		return POSTERN_TEMPFAIL;
+		err(s, POSTERN_CODE_NONE, "message is no longer available");
+		return POSTERN_FAIL;
 	}
+	if (body_limit < 0)
+		ok(s, "%llu octets",
+		   (unsigned long long)s->msgs[n - 1].wire_size);
+	else
+		ok(s, "top of message follows");
 	ret = pio_send_message(s->io, data.fd, data.offset, data.length,
 			       data.flags, body_limit);
 	if (ret < 0 && !s->io->failed) {
@@ -446,35 +459,17 @@ static int
 cmd_retr(struct postern_session *s, void *mod, int argc,
 	 const char *const *argv)
 {
-	const struct postern_storage_ops *ops = s->storage->desc->storage;
-	struct postern_msg_data data = { .fd = -1 };
-	const char *error = NULL;
 	unsigned n;
 	int ret;
 
 	if (session_msg_arg(s, argv[0], &n) != POSTERN_OK)
 		return POSTERN_OK;
-	/* Open before "+OK": a vanished message still gets a clean -ERR. */
-	if (ops->msg_open(s->box, n - 1, &data, &error) != POSTERN_OK) {
-		log_warning("retr: user=%s message %u: %s", s->user, n,
-			    error != NULL ? error : "cannot open");
-		return err(s, POSTERN_CODE_NONE,
-			   "message is no longer available");
+	ret = session_msg_send(s, n, -1);
+	if (ret == POSTERN_OK) {
+		s->retrieved++;
+		s->retrieved_bytes += s->msgs[n - 1].wire_size;
 	}
-	ok(s, "%llu octets", (unsigned long long)s->msgs[n - 1].wire_size);
-	ret = pio_send_message(s->io, data.fd, data.offset, data.length,
-			       data.flags, -1);
-	if (ops->msg_close != NULL)
-		ops->msg_close(s->box, n - 1, &data);
-	if (ret < 0) {
-		if (!s->io->failed)
-			log_err("retr: user=%s message %u: read failed: %s",
-				s->user, n, strerror(errno));
-		return POSTERN_ERROR;
-	}
-	s->retrieved++;
-	s->retrieved_bytes += s->msgs[n - 1].wire_size;
-	return POSTERN_OK;
+	return ret == POSTERN_ERROR ? POSTERN_ERROR : POSTERN_OK;
 }
 
 static int

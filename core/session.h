@@ -69,7 +69,7 @@ extern const struct postern_command session_core_commands[];
 int session_run(const struct server_conf *conf, struct pio *io,
 		const struct session_peer *peer, int send_greeting);
 
-/* Helpers shared with the services table (api.c). */
+/* Helpers shared with the services table (api.c); see api.h. */
 int session_reply(struct postern_session *s, int ok,
 		  enum postern_resp_code code, const char *fmt, va_list ap);
 int session_msg_arg(struct postern_session *s, const char *arg,

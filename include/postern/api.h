@@ -94,7 +94,7 @@ struct postern_api {
 
 	/*
 	 * Replies. reply() sends one status line: "+OK text" when ok, else
-	 * "-ERR [CODE] text". write_line() sends one line of a multi-line
+	 * "-ERR [CODE] text" (no space when text is empty). write_line() sends one line of a multi-line
 	 * response (the core dot-stuffs it) and write_end() its final ".".
 	 * Each returns POSTERN_OK, or POSTERN_ERROR when the client is gone
 	 * (return that from the handler).
@@ -119,12 +119,14 @@ struct postern_api {
 	int (*msg_arg)(struct postern_session *s, const char *arg,
 		       unsigned *n_r);
 	/*
-	 * Streams message n: CRLF line endings, dot-stuffed, ending with
-	 * ".". body_lines < 0 sends it whole; otherwise the header, the
-	 * blank line and at most body_lines lines of the body (TOP).
-	 * The caller sends the "+OK" line first. POSTERN_TEMPFAIL: the
-	 * message could not be read and nothing was sent (reply -ERR);
-	 * POSTERN_ERROR: failure mid-stream, end the session.
+	 * Sends the whole reply for message n: the "+OK" status line, then
+	 * the message with CRLF line endings, dot-stuffed, ending with ".".
+	 * body_lines < 0 sends it whole (RETR); otherwise the header, the
+	 * blank line and at most body_lines lines of the body (TOP). The
+	 * message is opened before anything is sent, so a message that
+	 * vanished gets a clean -ERR (sent by the core) and POSTERN_FAIL:
+	 * the session goes on. POSTERN_ERROR: failure mid-stream (the
+	 * client saw part of it), end the session. POSTERN_OK: sent.
 	 */
 	int (*msg_send)(struct postern_session *s, unsigned n,
 			long long body_lines);

@@ -26,9 +26,11 @@ struct postern_command {
 	unsigned flags;    /* POSTERN_CMD_* */
 	const char *capa;  /* its CAPA line ("TOP"), or NULL */
 	/*
-	 * Sends the whole reply through the api. Arguments were checked
-	 * for count and length. Returns POSTERN_OK (go on) or
-	 * POSTERN_ERROR (close the session). mod is the module's state.
+	 * Sends the whole reply through the api. argv[0..argc) are the
+	 * arguments after the keyword (argv[argc] is NULL); their count
+	 * and lengths were checked against the row. Returns POSTERN_OK (go
+	 * on) or POSTERN_ERROR (close the session). mod is the module's
+	 * state from init().
 	 */
 	int (*handler)(struct postern_session *s, void *mod, int argc,
 		       const char *const *argv);
