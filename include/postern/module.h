@@ -63,8 +63,9 @@ struct postern_module {
 	 * Called once in the master after the settings were validated.
 	 * *mod_r is the module's private state, passed back to every op.
 	 * Returns POSTERN_OK, or POSTERN_FAIL with a message in *error_r
-	 * (a static string or one that lives until fini), which makes
-	 * `postern -t` and start-up fail naming the module.
+	 * (read by the core before init returns, so a static buffer of the
+	 * module will do), which makes `postern -t` and start-up fail naming
+	 * the module; fini is not called then.
 	 */
 	int (*init)(const struct postern_api *api,
 		    const struct postern_conf *conf, void **mod_r,
