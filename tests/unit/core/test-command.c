@@ -26,7 +26,7 @@ static void
 test_split_args(void **state)
 {
 	const char *argv[POSTERN_MAX_ARGS + 1];
-	char buf[300], forty[48], fortyone[48];
+	char buf[300], forty[48], fortyone[64];
 
 	assert_int_equal(split("", 0, argv, buf), 0);
 	assert_int_equal(split(" 1", 0, argv, buf), 1);
