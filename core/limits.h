@@ -33,10 +33,6 @@
 /* Master: events handled per epoll_wait round. */
 #define MASTER_EVENTS 64
 
-/* A worker that does not take a handed-off connection in this many
- * seconds is considered stuck and killed. */
-#define WORKER_HANDOFF_TIMEOUT 10
-
 /* Stack wiped after each session in a reused worker: more than the deepest
  * session call chain (crypt included), so no secret survives in old frames. */
 #define STACK_WIPE_SIZE (256 * 1024)
