@@ -88,7 +88,10 @@ conf_error(struct loader *ld, const config_setting_t *where,
 	}
 	if (file == NULL)
 		file = ld->conf->path;
-	log_err("%s:%d: %s", file, line, msg);
+	if (line > 0)
+		log_err("%s:%d: %s", file, line, msg);
+	else /* about the file as a whole: nothing to point at */
+		log_err("%s: %s", file, msg);
 	ld->errors++;
 }
 
