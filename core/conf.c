@@ -14,6 +14,7 @@
 #include "log.h"
 #include "modload.h"
 #include "session.h"
+#include "tls.h"
 
 #ifndef POSTERN_MODULES_DIR
 #define POSTERN_MODULES_DIR "/usr/local/lib/postern/modules"
@@ -57,12 +58,44 @@ static const struct postern_setting listen_settings[] = {
 	{ "address", POSTERN_SETTING_STRING, "0.0.0.0", 0,
 	  "IPv4 or IPv6 address to bind" },
 	{ "port", POSTERN_SETTING_INT, "110", 0, "TCP port" },
+	{ "tls", POSTERN_SETTING_STRING, "none", 0,
+	  "\"none\", \"starttls\" (STLS, RFC 2595) or \"implicit\" (RFC 8314)" },
+	{ NULL, 0, NULL, 0, NULL },
+};
+
+static const struct postern_setting tls_settings_table[] = {
+	{ "certificate", POSTERN_SETTING_STRING, NULL, 1,
+	  "PEM certificate (leaf first, intermediates may follow)" },
+	{ "key", POSTERN_SETTING_STRING, NULL, 1, "PEM private key" },
+	{ "chain", POSTERN_SETTING_STRING, NULL, 0,
+	  "PEM intermediates, when not in the certificate file" },
+	{ "ca", POSTERN_SETTING_STRING, NULL, 0,
+	  "PEM CA bundle (for client certificates; not required)" },
+	{ "min_protocol", POSTERN_SETTING_STRING, "TLSv1.2", 0,
+	  "oldest protocol accepted: TLSv1.2 or TLSv1.3" },
+	{ "ciphers", POSTERN_SETTING_STRING, NULL, 0,
+	  "TLS 1.2 cipher list (OpenSSL syntax); default: OpenSSL's" },
+	{ "ciphersuites", POSTERN_SETTING_STRING, NULL, 0,
+	  "TLS 1.3 cipher suites; default: OpenSSL's" },
+	{ "handshake_timeout", POSTERN_SETTING_INT, "30", 0,
+	  "seconds a client may take to finish the TLS handshake" },
+	{ NULL, 0, NULL, 0, NULL },
+};
+
+static const struct postern_setting sni_settings_table[] = {
+	{ "name", POSTERN_SETTING_STRING, NULL, 1,
+	  "server name the client asks for (SNI)" },
+	{ "certificate", POSTERN_SETTING_STRING, NULL, 1, "PEM certificate" },
+	{ "key", POSTERN_SETTING_STRING, NULL, 1, "PEM private key" },
+	{ "chain", POSTERN_SETTING_STRING, NULL, 0, "PEM intermediates" },
 	{ NULL, 0, NULL, 0, NULL },
 };
 
 static const char *const top_keys[] = {
-	"server", "listen", "modules_dir", "auth", "storage", "commands", NULL,
+	"server", "listen", "modules_dir", "auth", "storage", "commands", "tls",
+	NULL,
 };
+static const char *const tls_core_keys[] = { "sni", NULL };
 static const char *const module_core_keys[] = { "module", NULL };
 
 struct loader {
@@ -432,6 +465,105 @@ load_server(struct loader *ld, config_setting_t *root)
 	}
 }
 
+static int
+parse_tls_mode(const char *mode)
+{
+	if (mode == NULL || strcmp(mode, "none") == 0)
+		return TLS_NONE;
+	if (strcmp(mode, "starttls") == 0)
+		return TLS_STARTTLS;
+	if (strcmp(mode, "implicit") == 0)
+		return TLS_IMPLICIT;
+	return -1;
+}
+
+/* "FILE:LINE" of a setting, for messages made outside this file. */
+static const char *
+where(struct loader *ld, const config_setting_t *s, char *buf, size_t size)
+{
+	const char *file = config_setting_source_file(s);
+
+	snprintf(buf, size, "%s:%u", file != NULL ? file : ld->conf->path,
+		 config_setting_source_line(s));
+	return buf;
+}
+
+static void
+cert_settings(struct loader *ld, config_setting_t *g,
+	      struct tls_cert_settings *cert, char *where_buf, size_t size)
+{
+	cert->name = group_string(g, "name");
+	cert->certificate = group_string(g, "certificate");
+	cert->key = group_string(g, "key");
+	cert->chain = group_string(g, "chain");
+	cert->where = where(ld, g, where_buf, size);
+}
+
+/* The top-level tls group: certificates are loaded here, in the master,
+ * so `postern -t` names a missing or mismatched file. */
+static void
+load_tls(struct loader *ld, config_setting_t *root)
+{
+	config_setting_t *g = config_setting_get_member(root, "tls");
+	config_setting_t *sni;
+	struct tls_settings ts;
+	char err[1024], where_main[4200], (*where_sni)[4200] = NULL;
+	unsigned before = ld->errors;
+
+	if (g == NULL)
+		return;
+	if (!config_setting_is_group(g)) {
+		conf_error(ld, g, "'tls' must be a group: tls = { ... };");
+		return;
+	}
+	validate_group(ld, g, tls_settings_table, tls_core_keys, "tls");
+	memset(&ts, 0, sizeof(ts));
+	cert_settings(ld, g, &ts.cert, where_main, sizeof(where_main));
+	ts.cert.name = NULL;
+	ts.ca = group_string(g, "ca");
+	ts.min_protocol = group_string(g, "min_protocol");
+	ts.ciphers = group_string(g, "ciphers");
+	ts.ciphersuites = group_string(g, "ciphersuites");
+	ts.handshake_timeout = int_setting(ld, g, "handshake_timeout", 1, 600);
+	sni = config_setting_get_member(g, "sni");
+	if (sni != NULL && !config_setting_is_list(sni)) {
+		conf_error(ld, sni, "tls: 'sni' must be a list: "
+			   "( { name = ...; certificate = ...; key = ...; } )");
+		return;
+	}
+	if (sni != NULL) {
+		size_t n = (size_t)config_setting_length(sni);
+
+		ts.sni = calloc(n + 1, sizeof(*ts.sni));
+		where_sni = calloc(n + 1, sizeof(*where_sni));
+		for (size_t i = 0; ts.sni != NULL && where_sni != NULL && i < n;
+		     i++) {
+			config_setting_t *e =
+				config_setting_get_elem(sni, (unsigned)i);
+
+			if (!config_setting_is_group(e)) {
+				conf_error(ld, e, "tls sni entries must be "
+					   "groups");
+				continue;
+			}
+			validate_group(ld, e, sni_settings_table, NULL,
+				       "tls sni");
+			cert_settings(ld, e, &ts.sni[ts.n_sni], where_sni[i],
+				      sizeof(where_sni[i]));
+			ts.n_sni++;
+		}
+	}
+	if (ld->errors == before) {
+		ld->conf->tls = tls_server_new(&ts, err, sizeof(err));
+		if (ld->conf->tls == NULL) {
+			log_err("%s", err);
+			ld->errors++;
+		}
+	}
+	free(ts.sni);
+	free(where_sni);
+}
+
 static void
 load_listens(struct loader *ld, config_setting_t *root)
 {
@@ -464,6 +596,16 @@ load_listens(struct loader *ld, config_setting_t *root)
 		l->name = group_string(g, "name");
 		l->address = group_string(g, "address");
 		l->port = int_setting(ld, g, "port", 1, 65535);
+		l->tls_mode = parse_tls_mode(group_string(g, "tls"));
+		if (l->tls_mode < 0)
+			conf_error(ld, config_setting_get_member(g, "tls"),
+				   "listen: tls must be \"none\", \"starttls\" "
+				   "or \"implicit\"");
+		else if (l->tls_mode != TLS_NONE &&
+			 config_setting_get_member(root, "tls") == NULL)
+			conf_error(ld, g, "listen %s: tls = \"%s\" needs a "
+				   "top-level tls group with a certificate",
+				   l->name, group_string(g, "tls"));
 		l->file = config_setting_source_file(g);
 		l->line = (int)config_setting_source_line(g);
 		if (l->address == NULL || net_range_parse(l->address, &probe) < 0 ||
@@ -748,6 +890,7 @@ conf_load(const char *path)
 	}
 	load_server(&ld, root);
 	load_listens(&ld, root);
+	load_tls(&ld, root);
 
 	md = config_setting_get_member(root, "modules_dir");
 	if (md == NULL) {
@@ -804,6 +947,7 @@ conf_free(struct server_conf **conf_p)
 	free_modules(&conf->storage, conf->n_storage);
 	free_modules(&conf->auth, conf->n_auth);
 	free(conf->commands);
+	tls_server_free(&conf->tls);
 	free(conf->listens);
 	free(conf->plain_nets);
 	config_destroy(&conf->cfg);

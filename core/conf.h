@@ -22,6 +22,7 @@ struct net_range {
 
 struct listen_conf {
 	const char *name;
+	int tls_mode; /* enum tls_mode */
 	const char *address;
 	int port;
 	const char *file;
@@ -29,6 +30,7 @@ struct listen_conf {
 };
 
 struct loaded_module; /* modload.c */
+struct tls_server;   /* tls.c */
 
 /* One entry of auth, storage or commands: which module, with what. */
 struct module_conf {
@@ -68,6 +70,7 @@ struct server_conf {
 
 	struct listen_conf *listens;
 	size_t n_listens;
+	struct tls_server *tls; /* NULL: no tls group */
 	const char *modules_dir;
 
 	struct module_conf *auth;

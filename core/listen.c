@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "limits.h"
+#include "params.h"
 #include "listen.h"
 #include "log.h"
 
@@ -92,6 +92,7 @@ from_systemd(const struct server_conf *conf, struct listener *list, int n_fds,
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
 		list[i].fd = fd;
 		snprintf(list[i].name, sizeof(list[i].name), "%s", lc->name);
+		list[i].tls_mode = lc->tls_mode;
 		log_info("listening on systemd socket '%s'", lc->name);
 	}
 	return errors > 0 ? -1 : 0;
@@ -125,6 +126,7 @@ listen_open(const struct server_conf *conf, struct listener **list_r,
 			list[i].fd = bind_one(lc);
 			snprintf(list[i].name, sizeof(list[i].name), "%s",
 				 lc->name);
+			list[i].tls_mode = lc->tls_mode;
 			if (list[i].fd < 0) {
 				log_err("%s:%d: listen %s: cannot bind %s "
 					"port %d: %s",

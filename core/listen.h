@@ -8,6 +8,7 @@ struct listen_conf;
 
 struct listener {
 	int fd;
+	int tls_mode; /* enum tls_mode */
 	char name[64];
 };
 

@@ -15,10 +15,11 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "limits.h"
+#include "params.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "tls.h"
 #include "worker.h"
 
 /* What each epoll registration points at. */
@@ -364,6 +365,7 @@ accept_one(struct master *m, const struct listener *l)
 	}
 	format_peer(&peer);
 	snprintf(peer.listener, sizeof(peer.listener), "%s", l->name);
+	peer.tls_mode = l->tls_mode;
 	addr_key(&peer.addr, key);
 	ip = ip_find(m, key);
 	if (m->n_conns >= (unsigned)m->conf->max_sessions ||
@@ -394,7 +396,10 @@ accept_one(struct master *m, const struct listener *l)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	log_info("connect: peer=%s port=%d listener=%s", peer.ip, peer.port,
 		 l->name);
-	say(fd, greeting);
+	/* Implicit TLS: the worker greets after the handshake; until then
+	 * we wait for the ClientHello just as for a first command. */
+	if (l->tls_mode != TLS_IMPLICIT)
+		say(fd, greeting);
 	ev.data.ptr = c;
 	c->prev = m->held_tail;
 	if (m->held_tail != NULL)
@@ -582,6 +587,14 @@ shutdown_all(struct master *m)
 
 		m->workers = w->next;
 		free(w);
+	}
+	for (size_t i = 0; i < IP_BUCKETS; i++) {
+		while (m->ips[i] != NULL) {
+			struct ip_count *ip = m->ips[i];
+
+			m->ips[i] = ip->next;
+			free(ip);
+		}
 	}
 }
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "limits.h"
+#include "params.h"
 #include "proto.h"
 
 static ssize_t

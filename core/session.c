@@ -12,6 +12,7 @@
 #include "log.h"
 #include "proto.h"
 #include "session.h"
+#include "tls.h"
 
 static const char *const code_names[] = {
 	[POSTERN_CODE_NONE] = NULL,
@@ -372,7 +373,8 @@ cmd_pass(struct postern_session *s, void *mod, int argc,
 	s->state = SESSION_TRANSACTION;
 	s->io->read_timeout_ms = s->conf->idle_timeout * 1000;
 	log_info("login: user=%s method=USER tls=%s peer=%s pid=%d", safe_user,
-		 s->tls ? "yes" : "no", s->peer.ip, (int)getpid());
+		 s->tls ? tls_version(s->io) : "no", s->peer.ip,
+		 (int)getpid());
 	explicit_bzero(s->user_arg, sizeof(s->user_arg));
 	return POSTERN_OK;
 }
@@ -506,6 +508,37 @@ cmd_rset(struct postern_session *s, void *mod, int argc,
 		  (unsigned long long)size);
 }
 
+static int protocol_error(struct postern_session *s, const char *text);
+
+/* RFC 2595 STLS. Whatever the client sent after the command, before the
+ * handshake, is thrown away unread: plaintext injected there must never
+ * be taken as commands from inside TLS (CVE-2011-0411). */
+static int
+cmd_stls(struct postern_session *s, void *mod, int argc,
+	 const char *const *argv)
+{
+	char why[512];
+
+	if (s->peer.tls_mode != TLS_STARTTLS || s->conf->tls == NULL)
+		return protocol_error(s, "command not valid in this state");
+	if (s->tls)
+		return err(s, POSTERN_CODE_NONE, "already in TLS");
+	ok(s, "begin TLS negotiation");
+	if (pio_flush(s->io) < 0)
+		return POSTERN_ERROR;
+	pio_discard_input(s->io);
+	if (tls_start(s->io, s->conf->tls, why, sizeof(why)) < 0) {
+		log_info("tls: peer=%s: %s", s->peer.ip, why);
+		return POSTERN_ERROR;
+	}
+	s->tls = 1;
+	s->plaintext_allowed = 1;
+	/* A fresh start: nothing said in plaintext carries over. */
+	s->have_user_arg = 0;
+	explicit_bzero(s->user_arg, sizeof(s->user_arg));
+	return POSTERN_OK;
+}
+
 static int
 cmd_capa(struct postern_session *s, void *mod, int argc,
 	 const char *const *argv)
@@ -515,6 +548,9 @@ cmd_capa(struct postern_session *s, void *mod, int argc,
 	ok(s, "capability list follows");
 	if (s->state == SESSION_AUTHORIZATION && s->plaintext_allowed)
 		pio_write(s->io, "USER\r\n", 6);
+	if (s->state == SESSION_AUTHORIZATION && !s->tls &&
+	    s->peer.tls_mode == TLS_STARTTLS && s->conf->tls != NULL)
+		pio_write(s->io, "STLS\r\n", 6);
 	pio_write(s->io,
 		  "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n", 40);
 	for (c = s->conf->commands; c != NULL && c->cmd != NULL; c++) {
@@ -540,6 +576,7 @@ const struct postern_command session_core_commands[] = {
 	{ "NOOP", TRANS_STATE, 0, 0, 0, NULL, cmd_noop },
 	{ "RSET", TRANS_STATE, 0, 0, 0, NULL, cmd_rset },
 	{ "CAPA", AUTH_STATE | TRANS_STATE, 0, 0, 0, NULL, cmd_capa },
+	{ "STLS", AUTH_STATE, 0, 0, 0, NULL, cmd_stls },
 	{ NULL, 0, 0, 0, 0, NULL, NULL },
 };
 
@@ -672,10 +709,25 @@ session_run(const struct server_conf *conf, struct pio *io,
 		s.tls || net_range_match(conf->plain_nets, conf->n_plain_nets,
 					 (const struct sockaddr *)&peer->addr);
 	io->read_timeout_ms = conf->login_timeout * 1000;
+	if (peer->tls_mode == TLS_IMPLICIT) {
+		char why[512];
+
+		if (conf->tls == NULL ||
+		    tls_start(io, conf->tls, why, sizeof(why)) < 0) {
+			log_info("tls: peer=%s: %s", peer->ip,
+				 conf->tls == NULL ? "not configured" : why);
+			goto out;
+		}
+		s.tls = 1;
+		s.plaintext_allowed = 1;
+		send_greeting = 1;
+	}
 	if (send_greeting)
 		ok(&s, "postern ready");
 
 	session_loop(&s);
+out:
+	tls_end(io);
 
 	if (s.box != NULL) {
 		/* Ended without QUIT: nothing is deleted. */

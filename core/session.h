@@ -8,7 +8,7 @@
 #include <postern/module.h>
 
 #include "arena.h"
-#include "limits.h"
+#include "params.h"
 
 struct pio;
 struct server_conf;
@@ -26,6 +26,7 @@ struct session_peer {
 	char ip[INET6_ADDRSTRLEN];
 	int port;
 	char listener[64];
+	int tls_mode; /* enum tls_mode of the listener */
 };
 
 struct postern_session {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "limits.h"
+#include "params.h"
 #include "log.h"
 #include "proto.h"
 #include "worker.h"
@@ -139,6 +139,9 @@ worker_inetd(const struct server_conf *conf)
 	memset(&peer, 0, sizeof(peer));
 	peer.addr_len = sizeof(peer.addr);
 	snprintf(peer.listener, sizeof(peer.listener), "inetd");
+	/* One session, no listener of its own: it serves like the first
+	 * listen entry (so an inetd unit on 995 names an implicit one). */
+	peer.tls_mode = conf->n_listens > 0 ? conf->listens[0].tls_mode : 0;
 	is_socket = getpeername(STDIN_FILENO, (struct sockaddr *)&peer.addr,
 				&peer.addr_len) == 0;
 	if (is_socket && peer.addr.ss_family == AF_INET) {

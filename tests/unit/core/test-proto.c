@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "limits.h"
+#include "params.h"
 #include "proto.h"
 
 /* Converts in one go through a tiny output window, so every boundary case

@@ -1,7 +1,8 @@
-/* Every fixed limit of the core, with the reason for its value. Limits an
+/* Every fixed limit of the core, with the reason for its value (named
+ * params.h, as in popa3d: a core/limits.h would shadow <limits.h>). Limits an
  * operator may want to change are settings (conf.c), not here. */
-#ifndef POSTERN_LIMITS_H
-#define POSTERN_LIMITS_H
+#ifndef POSTERN_PARAMS_H
+#define POSTERN_PARAMS_H
 
 /* RFC 2449: a command line is at most 255 octets including CRLF. */
 #define POP3_MAX_LINE 255

@@ -1,0 +1,335 @@
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "log.h"
+#include "proto.h"
+#include "tls.h"
+
+struct tls_server {
+	SSL_CTX *ctx; /* default certificate; the one handshakes start on */
+	SSL_CTX **sni_ctx;
+	char **sni_names;
+	size_t n_sni;
+	int handshake_timeout;
+};
+
+/* The last OpenSSL error as text, for messages a person reads. */
+static const char *
+ssl_error(char *buf, size_t size)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (e == 0)
+		snprintf(buf, size, "%s", strerror(errno));
+	else
+		ERR_error_string_n(e, buf, size);
+	ERR_clear_error();
+	return buf;
+}
+
+static int
+alpn_select(SSL *ssl, const unsigned char **out, unsigned char *out_len,
+	    const unsigned char *in, unsigned in_len, void *arg)
+{
+	static const unsigned char pop3[] = { 4, 'p', 'o', 'p', '3' };
+	unsigned char *selected;
+
+	if (SSL_select_next_proto(&selected, out_len, pop3, sizeof(pop3), in,
+				  in_len) == OPENSSL_NPN_NEGOTIATED) {
+		*out = selected;
+		return SSL_TLSEXT_ERR_OK;
+	}
+	/* A client offering other protocols only still gets POP3. */
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int
+sni_select(SSL *ssl, int *alert, void *arg)
+{
+	const struct tls_server *srv = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	for (size_t i = 0; i < srv->n_sni; i++) {
+		if (strcasecmp(srv->sni_names[i], name) == 0) {
+			SSL_set_SSL_CTX(ssl, srv->sni_ctx[i]);
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK; /* the default certificate answers */
+}
+
+static int
+parse_protocol(const char *name)
+{
+	if (name == NULL || strcmp(name, "TLSv1.2") == 0)
+		return TLS1_2_VERSION;
+	if (strcmp(name, "TLSv1.3") == 0)
+		return TLS1_3_VERSION;
+	return -1;
+}
+
+static SSL_CTX *
+ctx_new(const struct tls_settings *ts, const struct tls_cert_settings *cert,
+	char *err, size_t err_size)
+{
+	char buf[256];
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	int min = parse_protocol(ts->min_protocol);
+
+	if (ctx == NULL) {
+		snprintf(err, err_size, "%s: cannot create TLS context: %s",
+			 cert->where, ssl_error(buf, sizeof(buf)));
+		return NULL;
+	}
+	if (min < 0) {
+		snprintf(err, err_size, "%s: tls min_protocol must be "
+			 "\"TLSv1.2\" or \"TLSv1.3\"", cert->where);
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(ctx, min);
+	/* Idle sessions keep no record buffers (memory per session). */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
+					 SSL_OP_NO_RENEGOTIATION);
+	/* Tickets: stateless resumption across workers, since every worker
+	 * inherits this context and its ticket keys from the master. */
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"postern",
+				       7);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	if (ts->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, ts->ciphers) != 1) {
+		snprintf(err, err_size, "%s: bad tls ciphers '%s': %s",
+			 cert->where, ts->ciphers, ssl_error(buf, sizeof(buf)));
+		goto fail;
+	}
+	if (ts->ciphersuites != NULL &&
+	    SSL_CTX_set_ciphersuites(ctx, ts->ciphersuites) != 1) {
+		snprintf(err, err_size, "%s: bad tls ciphersuites '%s': %s",
+			 cert->where, ts->ciphersuites,
+			 ssl_error(buf, sizeof(buf)));
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert->certificate) != 1) {
+		snprintf(err, err_size, "%s: tls certificate %s: %s",
+			 cert->where, cert->certificate,
+			 ssl_error(buf, sizeof(buf)));
+		goto fail;
+	}
+	if (cert->chain != NULL) {
+		/* Extra intermediates kept apart from the leaf file. */
+		FILE *f = fopen(cert->chain, "r");
+		X509 *x;
+
+		if (f == NULL) {
+			snprintf(err, err_size, "%s: tls chain %s: %s",
+				 cert->where, cert->chain, strerror(errno));
+			goto fail;
+		}
+		while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+			if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+				X509_free(x);
+				break;
+			}
+		}
+		fclose(f);
+		ERR_clear_error(); /* the PEM reader's "no start line" */
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cert->key, SSL_FILETYPE_PEM) != 1) {
+		snprintf(err, err_size, "%s: tls key %s: %s", cert->where,
+			 cert->key, ssl_error(buf, sizeof(buf)));
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, err_size,
+			 "%s: tls key %s does not match certificate %s",
+			 cert->where, cert->key, cert->certificate);
+		ERR_clear_error();
+		goto fail;
+	}
+	if (ts->ca != NULL && SSL_CTX_load_verify_locations(ctx, ts->ca, NULL) != 1) {
+		snprintf(err, err_size, "%s: tls ca %s: %s", cert->where,
+			 ts->ca, ssl_error(buf, sizeof(buf)));
+		goto fail;
+	}
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+struct tls_server *
+tls_server_new(const struct tls_settings *ts, char *err, size_t err_size)
+{
+	struct tls_server *srv = calloc(1, sizeof(*srv));
+
+	if (srv == NULL) {
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	srv->handshake_timeout = ts->handshake_timeout;
+	srv->ctx = ctx_new(ts, &ts->cert, err, err_size);
+	if (srv->ctx == NULL)
+		goto fail;
+	srv->sni_ctx = calloc(ts->n_sni + 1, sizeof(*srv->sni_ctx));
+	srv->sni_names = calloc(ts->n_sni + 1, sizeof(*srv->sni_names));
+	if (srv->sni_ctx == NULL || srv->sni_names == NULL)
+		goto fail;
+	for (size_t i = 0; i < ts->n_sni; i++) {
+		srv->sni_ctx[i] = ctx_new(ts, &ts->sni[i], err, err_size);
+		if (srv->sni_ctx[i] == NULL)
+			goto fail;
+		srv->sni_names[i] = strdup(ts->sni[i].name);
+		srv->n_sni++;
+		if (srv->sni_names[i] == NULL)
+			goto fail;
+	}
+	SSL_CTX_set_tlsext_servername_callback(srv->ctx, sni_select);
+	SSL_CTX_set_tlsext_servername_arg(srv->ctx, srv);
+	return srv;
+fail:
+	tls_server_free(&srv);
+	return NULL;
+}
+
+void
+tls_server_free(struct tls_server **srv_p)
+{
+	struct tls_server *srv = *srv_p;
+
+	if (srv == NULL)
+		return;
+	for (size_t i = 0; i < srv->n_sni; i++) {
+		SSL_CTX_free(srv->sni_ctx[i]);
+		free(srv->sni_names[i]);
+	}
+	free(srv->sni_ctx);
+	free(srv->sni_names);
+	SSL_CTX_free(srv->ctx);
+	free(srv);
+	*srv_p = NULL;
+}
+
+static ssize_t
+tls_read(struct pio *io, void *buf, size_t len)
+{
+	size_t n = 0;
+	int ret = SSL_read_ex(io->transport_ctx, buf, len, &n);
+
+	if (ret == 1)
+		return (ssize_t)n;
+	if (SSL_get_error(io->transport_ctx, ret) == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	ERR_clear_error();
+	return -1;
+}
+
+static ssize_t
+tls_write(struct pio *io, const void *buf, size_t len)
+{
+	size_t n = 0;
+
+	/* One call per output buffer (128 KB): OpenSSL cuts full 16 KB
+	 * records, not one record per line. */
+	if (SSL_write_ex(io->transport_ctx, buf, len, &n) == 1)
+		return (ssize_t)n;
+	ERR_clear_error();
+	return -1;
+}
+
+static size_t
+tls_pending(struct pio *io)
+{
+	return SSL_has_pending(io->transport_ctx) ? 1 : 0;
+}
+
+static const struct pio_transport tls_transport = {
+	.read = tls_read,
+	.write = tls_write,
+	.pending = tls_pending,
+};
+
+static void
+set_timeouts(int fd, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+int
+tls_start(struct pio *io, const struct tls_server *srv, char *err,
+	  size_t err_size)
+{
+	char buf[256];
+	SSL *ssl = SSL_new(srv->ctx);
+	int ret;
+
+	if (ssl == NULL || SSL_set_fd(ssl, io->fd) != 1) {
+		snprintf(err, err_size, "%s", ssl_error(buf, sizeof(buf)));
+		SSL_free(ssl);
+		return -1;
+	}
+	/* Bounded: a client that stalls mid-handshake times out. */
+	set_timeouts(io->fd, srv->handshake_timeout);
+	ret = SSL_accept(ssl);
+	set_timeouts(io->fd, 0);
+	if (ret != 1) {
+		int e = SSL_get_error(ssl, ret);
+
+		if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+			snprintf(err, err_size, "handshake: %s",
+				 errno == EAGAIN ? "timeout"
+				 : errno == 0	 ? "connection closed"
+						 : strerror(errno));
+		else
+			snprintf(err, err_size, "handshake: %s",
+				 ssl_error(buf, sizeof(buf)));
+		SSL_free(ssl);
+		return -1;
+	}
+	io->transport = &tls_transport;
+	io->transport_ctx = ssl;
+	return 0;
+}
+
+void
+tls_end(struct pio *io)
+{
+	SSL *ssl = io->transport_ctx;
+
+	if (io->transport != &tls_transport || ssl == NULL)
+		return;
+	if (!io->failed) {
+		/* close_notify, without waiting for the peer's. */
+		SSL_set_quiet_shutdown(ssl, 0);
+		SSL_shutdown(ssl);
+	}
+	SSL_free(ssl);
+	ERR_clear_error();
+	io->transport_ctx = NULL;
+	pio_attach(io, io->fd);
+}
+
+const char *
+tls_version(const struct pio *io)
+{
+	if (io->transport != &tls_transport)
+		return "no";
+	return SSL_get_version(io->transport_ctx);
+}
+
+int
+tls_resumed(const struct pio *io)
+{
+	return io->transport == &tls_transport &&
+	       SSL_session_reused(io->transport_ctx);
+}
