@@ -13,7 +13,7 @@
 # fails the check. Exit 0 ok, 1 failure, 77 skipped (no systemd-analyze).
 set -eu
 
-units="postern.socket postern.service postern-inetd.socket postern-inetd@.service"
+units="postern.socket postern-pop3s.socket postern.service postern-inetd.socket postern-inetd@.service"
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
 	echo "usage: $0 UNITDIR [DAEMON]" >&2
@@ -68,8 +68,9 @@ fi
 cd "$tmp"
 # --man=no: the man pages named in Documentation= are not installed yet.
 # postern-inetd@1.service: a template is verified through an instance.
-if ! out=$(systemd-analyze verify --man=no postern.socket postern.service \
-	postern-inetd.socket "$tmp/postern-inetd@1.service" 2>&1); then
+if ! out=$(systemd-analyze verify --man=no postern.socket \
+	postern-pop3s.socket postern.service postern-inetd.socket \
+	"$tmp/postern-inetd@1.service" 2>&1); then
 	status=1
 fi
 if [ -n "$out" ]; then
