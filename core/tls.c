@@ -6,7 +6,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/time.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "proto.h"
@@ -84,6 +87,7 @@ ctx_new(const struct tls_settings *ts, const struct tls_cert_settings *cert,
 	char buf[256];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	int min = parse_protocol(ts->min_protocol);
+	const char *bad;
 
 	if (ctx == NULL) {
 		snprintf(err, err_size, "%s: cannot create TLS context: %s",
@@ -117,6 +121,16 @@ ctx_new(const struct tls_settings *ts, const struct tls_cert_settings *cert,
 			 ssl_error(buf, sizeof(buf)));
 		goto fail;
 	}
+	/* OpenSSL says "system lib" for these; say what a person can fix. */
+	bad = access(cert->certificate, R_OK) < 0 ? cert->certificate
+	      : access(cert->key, R_OK) < 0	  ? cert->key
+						  : NULL;
+	if (bad != NULL) { /* errno is the failed access()'s */
+		snprintf(err, err_size, "%s: tls %s %s: %s", cert->where,
+			 bad == cert->key ? "key" : "certificate", bad,
+			 strerror(errno));
+		goto fail;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert->certificate) != 1) {
 		snprintf(err, err_size, "%s: tls certificate %s: %s",
 			 cert->where, cert->certificate,
@@ -142,16 +156,13 @@ ctx_new(const struct tls_settings *ts, const struct tls_cert_settings *cert,
 		fclose(f);
 		ERR_clear_error(); /* the PEM reader's "no start line" */
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cert->key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(err, err_size, "%s: tls key %s: %s", cert->where,
-			 cert->key, ssl_error(buf, sizeof(buf)));
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, err_size,
-			 "%s: tls key %s does not match certificate %s",
-			 cert->where, cert->key, cert->certificate);
-		ERR_clear_error();
+	/* OpenSSL checks the key against the certificate as it loads it;
+	 * a mismatch fails here ("key values mismatch"). */
+	if (SSL_CTX_use_PrivateKey_file(ctx, cert->key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, err_size, "%s: tls key %s (for certificate %s): %s",
+			 cert->where, cert->key, cert->certificate,
+			 ssl_error(buf, sizeof(buf)));
 		goto fail;
 	}
 	if (ts->ca != NULL && SSL_CTX_load_verify_locations(ctx, ts->ca, NULL) != 1) {
@@ -257,12 +268,51 @@ static const struct pio_transport tls_transport = {
 	.pending = tls_pending,
 };
 
-static void
-set_timeouts(int fd, int seconds)
+static long long
+now_ms(void)
 {
-	struct timeval tv = { .tv_sec = seconds };
+	struct timespec ts;
 
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * SSL_accept with one deadline for the whole handshake (a client dribbling
+ * a byte at a time cannot stretch it): the socket is non-blocking while
+ * we poll for whatever OpenSSL waits on.
+ */
+static int
+accept_until(SSL *ssl, int fd, int timeout_s)
+{
+	long long deadline = now_ms() + (long long)timeout_s * 1000;
+	int flags = fcntl(fd, F_GETFL), ret;
+
+	fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	for (;;) {
+		struct pollfd pfd = { .fd = fd };
+		long long left;
+		int e;
+
+		ret = SSL_accept(ssl);
+		if (ret == 1)
+			break;
+		e = SSL_get_error(ssl, ret);
+		if (e == SSL_ERROR_WANT_READ)
+			pfd.events = POLLIN;
+		else if (e == SSL_ERROR_WANT_WRITE)
+			pfd.events = POLLOUT;
+		else
+			break;
+		left = deadline - now_ms();
+		if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+			errno = ETIMEDOUT;
+			ret = -2;
+			break;
+		}
+	}
+	fcntl(fd, F_SETFL, flags);
+	return ret;
 }
 
 int
@@ -278,18 +328,16 @@ tls_start(struct pio *io, const struct tls_server *srv, char *err,
 		SSL_free(ssl);
 		return -1;
 	}
-	/* Bounded: a client that stalls mid-handshake times out. */
-	set_timeouts(io->fd, srv->handshake_timeout);
-	ret = SSL_accept(ssl);
-	set_timeouts(io->fd, 0);
+	ret = accept_until(ssl, io->fd, srv->handshake_timeout);
 	if (ret != 1) {
-		int e = SSL_get_error(ssl, ret);
+		int e = ret == -2 ? SSL_ERROR_SYSCALL : SSL_get_error(ssl, ret);
 
-		if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+		if (ret == -2)
+			snprintf(err, err_size, "handshake: timeout");
+		else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
 			snprintf(err, err_size, "handshake: %s",
-				 errno == EAGAIN ? "timeout"
-				 : errno == 0	 ? "connection closed"
-						 : strerror(errno));
+				 errno == 0 ? "connection closed"
+					    : strerror(errno));
 		else
 			snprintf(err, err_size, "handshake: %s",
 				 ssl_error(buf, sizeof(buf)));
