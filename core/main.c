@@ -1,5 +1,6 @@
 #include <getopt.h>
 #include <libconfig.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,19 @@
 #ifndef POSTERN_VERSION
 #define POSTERN_VERSION "0"
 #endif
+
+static void
+block_signals(void)
+{
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+}
 
 static void
 usage(FILE *out)
@@ -131,6 +145,7 @@ serve_inetd(const char *path)
 {
 	struct server_conf *conf = conf_load(path);
 	const char *error;
+	sigset_t none;
 	int ret;
 
 	if (conf == NULL)
@@ -142,6 +157,9 @@ serve_inetd(const char *path)
 		conf_free(&conf);
 		return 1;
 	}
+	/* No master here: SIGTERM ends the session (without UPDATE). */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	ret = worker_inetd(conf);
 	conf_free(&conf);
 	return ret;
@@ -166,6 +184,10 @@ main(int argc, char **argv)
 	int opt, test = 0, print = 0, inetd = 0, list = 0, explicit_path = 0;
 
 	log_init();
+	/* Until the master's signalfd exists, a SIGHUP or SIGTERM (a reload
+	 * right after start) must wait, not kill: block them now, before
+	 * any socket is bound. The master reads them from the signalfd. */
+	block_signals();
 	while ((opt = getopt_long(argc, argv, "c:tnVh", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

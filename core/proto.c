@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "params.h"
@@ -43,20 +44,53 @@ static const struct pio_transport plain_transport = {
 	.pending = plain_pending,
 };
 
+/*
+ * The big buffers are their own anonymous mappings, so that giving their
+ * pages back (MADV_DONTNEED) both releases the memory of an idle session
+ * and wipes it: the next touch reads zeros.
+ */
+static void *
+buffer_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void
+buffer_release(void *p, size_t size)
+{
+	if (madvise(p, size, MADV_DONTNEED) < 0)
+		explicit_bzero(p, size); /* cannot happen; wipe anyway */
+}
+
 int
 pio_init(struct pio *io)
 {
 	memset(io, 0, sizeof(*io));
 	io->fd = io->out_fd = -1;
 	io->in = malloc(INPUT_BUFFER_SIZE);
-	io->out = malloc(OUTPUT_BUFFER_SIZE);
-	io->chunk = malloc(MESSAGE_CHUNK_SIZE);
+	io->out = buffer_map(OUTPUT_BUFFER_SIZE);
+	io->chunk = buffer_map(MESSAGE_CHUNK_SIZE);
 	if (io->in == NULL || io->out == NULL || io->chunk == NULL) {
 		pio_free(io);
 		return -1;
 	}
 	io->transport = &plain_transport;
 	return 0;
+}
+
+/* Called before blocking for the client: a session that sat idle holds
+ * one page of output buffer, not 128 KB (memory per idle session). */
+static void
+release_idle_buffers(struct pio *io)
+{
+	const size_t keep = 4096;
+
+	if (io->out_high > keep)
+		buffer_release(io->out + keep, OUTPUT_BUFFER_SIZE - keep);
+	io->out_high = 0;
 }
 
 void
@@ -80,8 +114,9 @@ void
 pio_reset(struct pio *io)
 {
 	explicit_bzero(io->in, INPUT_BUFFER_SIZE);
-	explicit_bzero(io->out, OUTPUT_BUFFER_SIZE);
-	explicit_bzero(io->chunk, MESSAGE_CHUNK_SIZE);
+	buffer_release(io->out, OUTPUT_BUFFER_SIZE);
+	buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
+	io->out_high = 0;
 	io->fd = -1;
 	io->in_start = io->in_end = io->out_len = 0;
 }
@@ -90,8 +125,10 @@ void
 pio_free(struct pio *io)
 {
 	free(io->in);
-	free(io->out);
-	free(io->chunk);
+	if (io->out != NULL)
+		munmap(io->out, OUTPUT_BUFFER_SIZE);
+	if (io->chunk != NULL)
+		munmap(io->chunk, MESSAGE_CHUNK_SIZE);
 	io->in = io->out = io->chunk = NULL;
 }
 
@@ -100,6 +137,8 @@ pio_flush(struct pio *io)
 {
 	size_t done = 0;
 
+	if (io->out_len > io->out_high)
+		io->out_high = io->out_len;
 	while (done < io->out_len && !io->failed) {
 		ssize_t n = io->transport->write(io, io->out + done,
 						 io->out_len - done);
@@ -242,6 +281,7 @@ pio_read_line(struct pio *io, char **line_r, size_t *len_r)
 		 * for, so send them now (pipelined batches flush once). */
 		if (pio_flush(io) < 0)
 			return PIO_ERROR;
+		release_idle_buffers(io);
 		wait = wait_readable(io);
 		if (wait != PIO_LINE)
 			return wait;
@@ -446,9 +486,13 @@ pio_send_message(struct pio *io, int fd, off_t offset, uint64_t length,
 		 unsigned flags, long long body_limit)
 {
 	struct msg_conv c;
+	int ret;
 
 	msg_conv_init(&c, flags, 1, body_limit);
-	if (convert_fd(&c, fd, offset, length, io->chunk, pio_sink, io) < 0)
+	ret = convert_fd(&c, fd, offset, length, io->chunk, pio_sink, io);
+	/* Message bytes do not linger in a buffer between commands. */
+	buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
+	if (ret < 0)
 		return -1;
 	return pio_write(io, ".\r\n", 3);
 }
@@ -487,8 +531,11 @@ proto_wire_size_fd(int fd, off_t offset, uint64_t length, unsigned flags,
 			ret = POSTERN_OK;
 		}
 	}
+	/* Both held converted message bytes. */
 	if (chunk != NULL)
 		explicit_bzero(chunk, MESSAGE_CHUNK_SIZE);
+	if (cs != NULL)
+		explicit_bzero(cs, sizeof(*cs));
 	free(chunk);
 	free(cs);
 	return ret;

@@ -36,6 +36,7 @@ struct pio {
 
 	unsigned char *out;
 	size_t out_len;
+	size_t out_high; /* most of out used since the last release */
 	unsigned char *chunk; /* message bytes read from storage */
 
 	int read_timeout_ms;

@@ -374,10 +374,3 @@ tls_version(const struct pio *io)
 		return "no";
 	return SSL_get_version(io->transport_ctx);
 }
-
-int
-tls_resumed(const struct pio *io)
-{
-	return io->transport == &tls_transport &&
-	       SSL_session_reused(io->transport_ctx);
-}

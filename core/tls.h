@@ -54,8 +54,7 @@ int tls_start(struct pio *io, const struct tls_server *srv, char *err,
 	      size_t err_size);
 /* Ends TLS on io (close_notify, best effort) and frees its state. */
 void tls_end(struct pio *io);
-/* For logs: "TLSv1.3", and whether the session was resumed. */
+/* For logs: "TLSv1.3". */
 const char *tls_version(const struct pio *io);
-int tls_resumed(const struct pio *io);
 
 #endif
