@@ -46,7 +46,11 @@ struct conn {
 	long long deadline_ms;
 	struct ip_count *ip;
 	struct session_peer peer;
-	struct conn *prev, *next;
+	struct conn *prev, *next; /* in waiting or ready */
+};
+
+struct conn_list {
+	struct conn *head, *tail;
 };
 
 struct worker {
@@ -75,7 +79,11 @@ struct master {
 	int reap; /* SIGCHLD seen: reap after the event batch */
 	unsigned generation;
 
-	struct conn *held_head, *held_tail; /* by deadline */
+	/* Held connections: silent ones in deadline order (one timeout for
+	 * all, so arrival order), and those that spoke, queued for a worker.
+	 * Neither is ever scanned past what it must. */
+	struct conn_list waiting;
+	struct conn_list ready;
 	unsigned n_conns;  /* held + served */
 	struct worker *workers;
 	unsigned n_workers, n_idle;
@@ -156,23 +164,35 @@ ip_release(struct master *m, struct ip_count *ip)
 }
 
 static void
-held_unlink(struct master *m, struct conn *c)
+list_append(struct conn_list *l, struct conn *c)
+{
+	c->next = NULL;
+	c->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+static void
+list_unlink(struct conn_list *l, struct conn *c)
 {
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
-		m->held_head = c->next;
+		l->head = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	else
-		m->held_tail = c->prev;
+		l->tail = c->prev;
 	c->prev = c->next = NULL;
 }
 
 static void
 conn_close(struct master *m, struct conn *c)
 {
-	held_unlink(m, c);
+	list_unlink(c->ready ? &m->ready : &m->waiting, c);
 	close(c->fd); /* also removes it from epoll */
 	ip_release(m, c->ip);
 	free(c);
@@ -188,7 +208,9 @@ child_setup(struct master *m, int ctl_fd)
 	close(m->sigfd);
 	for (size_t i = 0; i < m->n_listeners; i++)
 		close(m->listeners[i].fd);
-	for (struct conn *c = m->held_head; c != NULL; c = c->next)
+	for (struct conn *c = m->waiting.head; c != NULL; c = c->next)
+		close(c->fd);
+	for (struct conn *c = m->ready.head; c != NULL; c = c->next)
 		close(c->fd);
 	for (struct worker *w = m->workers; w != NULL; w = w->next)
 		close(w->ctl_fd);
@@ -274,16 +296,12 @@ idle_worker(struct master *m)
 static void
 dispatch_ready(struct master *m)
 {
-	struct conn *c, *next;
+	struct conn *c;
 
-	for (c = m->held_head; c != NULL; c = next) {
+	while ((c = m->ready.head) != NULL) {
 		struct worker_handoff h;
-		struct worker *w;
+		struct worker *w = idle_worker(m);
 
-		next = c->next;
-		if (!c->ready)
-			continue;
-		w = idle_worker(m);
 		if (w == NULL && m->n_workers < (unsigned)m->conf->max_sessions)
 			w = worker_spawn(m);
 		if (w == NULL)
@@ -295,12 +313,11 @@ dispatch_ready(struct master *m)
 				    "connection: %s", (int)w->pid,
 				    strerror(errno));
 			worker_retire(m, w);
-			next = c; /* try again with another worker */
-			continue;
+			continue; /* try again with another worker */
 		}
 		w->ip = c->ip;
 		m->n_idle--;
-		held_unlink(m, c);
+		list_unlink(&m->ready, c);
 		close(c->fd);
 		free(c);
 	}
@@ -401,12 +418,7 @@ accept_one(struct master *m, const struct listener *l)
 	if (l->tls_mode != TLS_IMPLICIT)
 		say(fd, greeting);
 	ev.data.ptr = c;
-	c->prev = m->held_tail;
-	if (m->held_tail != NULL)
-		m->held_tail->next = c;
-	else
-		m->held_head = c;
-	m->held_tail = c;
+	list_append(&m->waiting, c);
 	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		conn_close(m, c);
 }
@@ -423,41 +435,34 @@ conn_event(struct master *m, struct conn *c, uint32_t events)
 		conn_close(m, c);
 		return;
 	}
+	list_unlink(&m->waiting, c);
 	c->ready = 1;
+	list_append(&m->ready, c);
 }
 
 static void
 expire_held(struct master *m)
 {
 	long long now = now_ms();
-	struct conn *c, *next;
+	struct conn *c;
 
-	for (c = m->held_head; c != NULL; c = next) {
-		next = c->next;
-		if (!c->ready && c->deadline_ms <= now) {
-			say(c->fd, "-ERR login timeout, closing\r\n");
-			log_info("timeout: peer=%s before login", c->peer.ip);
-			conn_close(m, c);
-		}
+	while ((c = m->waiting.head) != NULL && c->deadline_ms <= now) {
+		say(c->fd, "-ERR login timeout, closing\r\n");
+		log_info("timeout: peer=%s before login", c->peer.ip);
+		conn_close(m, c);
 	}
 }
 
 static int
 next_timeout(const struct master *m)
 {
-	long long soonest = -1, now = now_ms();
+	long long now = now_ms();
 
-	for (const struct conn *c = m->held_head; c != NULL; c = c->next) {
-		if (!c->ready && (soonest < 0 || c->deadline_ms < soonest))
-			soonest = c->deadline_ms;
-		/* held connections share one timeout, so the first unready
-		 * one is the soonest */
-		if (!c->ready)
-			break;
-	}
-	if (soonest < 0)
+	if (m->waiting.head == NULL)
 		return -1;
-	return soonest <= now ? 0 : (int)(soonest - now);
+	if (m->waiting.head->deadline_ms <= now)
+		return 0;
+	return (int)(m->waiting.head->deadline_ms - now);
 }
 
 static void
@@ -473,9 +478,18 @@ worker_event(struct master *m, struct worker *w)
 		return;
 	}
 	if (w->ip != NULL) {
+		struct worker **p;
+
 		ip_release(m, w->ip);
 		w->ip = NULL;
 		m->n_idle++;
+		/* Most recently used first: the next session gets a worker
+		 * whose pages are warm, and idle spares stay cold. */
+		for (p = &m->workers; *p != w; p = &(*p)->next) {
+		}
+		*p = w->next;
+		w->next = m->workers;
+		m->workers = w;
 	}
 	/* A worker of an older config finishes its session, then goes. */
 	if (w->generation != m->generation || m->stopping)
@@ -573,8 +587,10 @@ shutdown_all(struct master *m)
 	log_info("stopping");
 	for (size_t i = 0; i < m->n_listeners; i++)
 		close(m->listeners[i].fd);
-	while (m->held_head != NULL)
-		conn_close(m, m->held_head);
+	while (m->waiting.head != NULL)
+		conn_close(m, m->waiting.head);
+	while (m->ready.head != NULL)
+		conn_close(m, m->ready.head);
 	/* Running sessions end without UPDATE: nothing is deleted. */
 	for (struct worker *w = m->workers; w != NULL; w = w->next) {
 		kill(w->pid, SIGTERM);
