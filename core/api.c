@@ -74,15 +74,15 @@ api_write_line(struct postern_session *s, const char *fmt, ...)
 	if ((size_t)n >= sizeof(line))
 		n = sizeof(line) - 1;
 	if (line[0] == '.')
-		pio_write(s->io, ".", 1);
+		pio_puts(s->io, ".");
 	pio_write(s->io, line, (size_t)n);
-	return pio_write(s->io, "\r\n", 2) < 0 ? POSTERN_ERROR : POSTERN_OK;
+	return pio_puts(s->io, "\r\n") < 0 ? POSTERN_ERROR : POSTERN_OK;
 }
 
 static int
 api_write_end(struct postern_session *s)
 {
-	return pio_write(s->io, ".\r\n", 3) < 0 ? POSTERN_ERROR : POSTERN_OK;
+	return pio_puts(s->io, ".\r\n") < 0 ? POSTERN_ERROR : POSTERN_OK;
 }
 
 static unsigned

@@ -494,7 +494,7 @@ pio_send_message(struct pio *io, int fd, off_t offset, uint64_t length,
 	buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
 	if (ret < 0)
 		return -1;
-	return pio_write(io, ".\r\n", 3);
+	return pio_puts(io, ".\r\n");
 }
 
 struct count_sink {

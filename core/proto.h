@@ -69,6 +69,8 @@ int pio_has_line(const struct pio *io);
 void pio_discard_input(struct pio *io);
 
 int pio_write(struct pio *io, const void *data, size_t len);
+/* A string literal, its length counted by the compiler. */
+#define pio_puts(io, literal) pio_write((io), "" literal, sizeof(literal) - 1)
 int pio_printf(struct pio *io, const char *fmt, ...) POSTERN_PRINTF(2, 3);
 int pio_vprintf(struct pio *io, const char *fmt, va_list ap);
 int pio_flush(struct pio *io);

@@ -14,6 +14,8 @@
 #include "session.h"
 #include "tls.h"
 
+#include <openssl/evp.h>
+
 static const char *const code_names[] = {
 	[POSTERN_CODE_NONE] = NULL,
 	[POSTERN_CODE_AUTH] = "AUTH",
@@ -40,16 +42,16 @@ session_reply(struct postern_session *s, int ok, enum postern_resp_code code,
 	if ((size_t)n >= sizeof(text))
 		n = sizeof(text) - 1;
 	if (ok)
-		pio_write(s->io, "+OK", 3);
+		pio_puts(s->io, "+OK");
 	else if (name != NULL)
 		pio_printf(s->io, "-ERR [%s]", name);
 	else
-		pio_write(s->io, "-ERR", 4);
+		pio_puts(s->io, "-ERR");
 	if (n > 0) {
-		pio_write(s->io, " ", 1);
+		pio_puts(s->io, " ");
 		pio_write(s->io, text, (size_t)n);
 	}
-	return pio_write(s->io, "\r\n", 2) < 0 ? POSTERN_ERROR : POSTERN_OK;
+	return pio_puts(s->io, "\r\n") < 0 ? POSTERN_ERROR : POSTERN_OK;
 }
 
 static int POSTERN_PRINTF(2, 3)
@@ -76,6 +78,8 @@ err(struct postern_session *s, enum postern_resp_code code, const char *fmt,
 	va_end(ap);
 	return ret;
 }
+
+static int protocol_error(struct postern_session *s, const char *text);
 
 int
 session_parse_number(const char *arg, unsigned long long max,
@@ -325,24 +329,21 @@ failure_delay(const struct server_conf *conf)
 	}
 }
 
+/*
+ * The one login path of USER/PASS and AUTH PLAIN: the auth chain, the
+ * failure policy (same reply and delay for unknown user and wrong
+ * password, a cap per connection), the grant, the mailbox. Replies.
+ */
 static int
-cmd_pass(struct postern_session *s, void *mod, int argc,
-	 const char *const *argv)
+login(struct postern_session *s, const char *user, const char *pass,
+      const char *method)
 {
 	struct postern_grant grant;
 	char safe_user[MAX_USER_LEN];
-	char *pass = (char *)argv[0];
 	int ret;
 
-	if (!s->plaintext_allowed)
-		return err(s, POSTERN_CODE_AUTH,
-			   "TLS required for plaintext login");
-	if (!s->have_user_arg)
-		return err(s, POSTERN_CODE_NONE, "USER first");
-	s->have_user_arg = 0;
-	ret = auth_plain(s, s->user_arg, pass, &grant);
-	explicit_bzero(pass, strlen(pass));
-	log_safe(safe_user, sizeof(safe_user), s->user_arg);
+	log_safe(safe_user, sizeof(safe_user), user);
+	ret = auth_plain(s, user, pass, &grant);
 	if (ret == POSTERN_TEMPFAIL) {
 		return err(s, POSTERN_CODE_SYS_TEMP,
 			   "temporary failure, try again later");
@@ -372,11 +373,110 @@ cmd_pass(struct postern_session *s, void *mod, int argc,
 	s->user = grant.user;
 	s->state = SESSION_TRANSACTION;
 	s->io->read_timeout_ms = s->conf->idle_timeout * 1000;
-	log_info("login: user=%s method=USER tls=%s peer=%s pid=%d", safe_user,
-		 s->tls ? tls_version(s->io) : "no", s->peer.ip,
+	log_info("login: user=%s method=%s tls=%s peer=%s pid=%d", safe_user,
+		 method, s->tls ? tls_version(s->io) : "no", s->peer.ip,
 		 (int)getpid());
-	explicit_bzero(s->user_arg, sizeof(s->user_arg));
 	return POSTERN_OK;
+}
+
+static int
+cmd_pass(struct postern_session *s, void *mod, int argc,
+	 const char *const *argv)
+{
+	char *pass = (char *)argv[0];
+	int ret;
+
+	if (!s->plaintext_allowed)
+		return err(s, POSTERN_CODE_AUTH,
+			   "TLS required for plaintext login");
+	if (!s->have_user_arg)
+		return err(s, POSTERN_CODE_NONE, "USER first");
+	s->have_user_arg = 0;
+	ret = login(s, s->user_arg, pass, "USER");
+	explicit_bzero(pass, strlen(pass));
+	explicit_bzero(s->user_arg, sizeof(s->user_arg));
+	return ret;
+}
+
+/* Base64 (RFC 4648) into out (room for 3/4 of len); -1 when malformed. */
+static ssize_t
+base64_decode(const char *in, size_t len, unsigned char *out)
+{
+	size_t pad = 0;
+	int n;
+
+	if (len == 0 || len % 4 != 0)
+		return -1;
+	while (pad < 2 && in[len - 1 - pad] == '=')
+		pad++;
+	n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+	return n < 0 ? -1 : (ssize_t)n - (ssize_t)pad;
+}
+
+/*
+ * AUTH PLAIN (RFC 5034, RFC 4616): "AUTH PLAIN [initial-response]", or a
+ * "+ " continuation when the response is not given. authzid must be
+ * empty or the user itself: nobody logs in as someone else.
+ */
+static int
+cmd_auth(struct postern_session *s, void *mod, int argc,
+	 const char *const *argv)
+{
+	unsigned char plain[POP3_MAX_LINE];
+	const char *mech = argc > 0 ? argv[0] : "";
+	const char *resp = NULL, *authz, *user, *pass, *end;
+	size_t mech_len = strcspn(mech, " ");
+	char *line;
+	size_t len;
+	ssize_t n;
+	int ret;
+
+	if (!s->plaintext_allowed)
+		return err(s, POSTERN_CODE_AUTH,
+			   "TLS required for plaintext login");
+	if (argc == 0) { /* the mechanism list, as many clients ask */
+		ok(s, "SASL mechanisms follow");
+		return pio_puts(s->io, "PLAIN\r\n.\r\n") < 0
+			       ? POSTERN_ERROR
+			       : POSTERN_OK;
+	}
+	if (mech_len != 5 || strncasecmp(mech, "PLAIN", 5) != 0)
+		return err(s, POSTERN_CODE_NONE,
+			   "unsupported authentication mechanism");
+	if (mech[5] == ' ')
+		resp = mech + 6;
+	if (resp == NULL || *resp == '\0') {
+		pio_puts(s->io, "+ \r\n");
+		if (pio_read_line(s->io, &line, &len) != PIO_LINE)
+			return POSTERN_ERROR;
+		resp = line;
+	}
+	if (strcmp(resp, "*") == 0)
+		return err(s, POSTERN_CODE_NONE, "authentication cancelled");
+	n = base64_decode(resp, strlen(resp), plain);
+	explicit_bzero((char *)resp, strlen(resp));
+	/* authzid NUL authcid NUL passwd */
+	authz = (const char *)plain;
+	end = authz + (n > 0 ? n : 0);
+	user = n > 0 ? memchr(authz, '\0', (size_t)n) : NULL;
+	pass = user != NULL ? memchr(user + 1, '\0', (size_t)(end - user - 1))
+			    : NULL;
+	if (user == NULL || pass == NULL || memchr(pass + 1, '\0',
+						   (size_t)(end - pass - 1))) {
+		explicit_bzero(plain, sizeof(plain));
+		return protocol_error(s, "bad AUTH PLAIN response");
+	}
+	user++;
+	pass++;
+	plain[n] = '\0'; /* ends passwd */
+	if (*authz != '\0' && strcmp(authz, user) != 0) {
+		explicit_bzero(plain, sizeof(plain));
+		return err(s, POSTERN_CODE_AUTH,
+			   "invalid user name or password");
+	}
+	ret = login(s, user, pass, "PLAIN");
+	explicit_bzero(plain, sizeof(plain));
+	return ret;
 }
 
 static void
@@ -454,7 +554,7 @@ cmd_list(struct postern_session *s, void *mod, int argc,
 			pio_printf(s->io, "%u %llu\r\n", i + 1,
 				   (unsigned long long)s->msgs[i].wire_size);
 	}
-	return pio_write(s->io, ".\r\n", 3) < 0 ? POSTERN_ERROR : POSTERN_OK;
+	return pio_puts(s->io, ".\r\n") < 0 ? POSTERN_ERROR : POSTERN_OK;
 }
 
 static int
@@ -508,8 +608,6 @@ cmd_rset(struct postern_session *s, void *mod, int argc,
 		  (unsigned long long)size);
 }
 
-static int protocol_error(struct postern_session *s, const char *text);
-
 /* RFC 2595 STLS. Whatever the client sent after the command, before the
  * handshake, is thrown away unread: plaintext injected there must never
  * be taken as commands from inside TLS (CVE-2011-0411). */
@@ -547,17 +645,17 @@ cmd_capa(struct postern_session *s, void *mod, int argc,
 
 	ok(s, "capability list follows");
 	if (s->state == SESSION_AUTHORIZATION && s->plaintext_allowed)
-		pio_write(s->io, "USER\r\n", 6);
+		pio_puts(s->io, "USER\r\nSASL PLAIN\r\n");
 	if (s->state == SESSION_AUTHORIZATION && !s->tls &&
 	    s->peer.tls_mode == TLS_STARTTLS && s->conf->tls != NULL)
-		pio_write(s->io, "STLS\r\n", 6);
+		pio_puts(s->io, "STLS\r\n");
 	pio_write(s->io,
 		  "RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n", 40);
 	for (c = s->conf->commands; c != NULL && c->cmd != NULL; c++) {
 		if (c->cmd->capa != NULL)
 			pio_printf(s->io, "%s\r\n", c->cmd->capa);
 	}
-	return pio_write(s->io, "IMPLEMENTATION postern\r\n.\r\n", 27) < 0
+	return pio_puts(s->io, "IMPLEMENTATION postern\r\n.\r\n") < 0
 		       ? POSTERN_ERROR
 		       : POSTERN_OK;
 }
@@ -577,6 +675,7 @@ const struct postern_command session_core_commands[] = {
 	{ "RSET", TRANS_STATE, 0, 0, 0, NULL, cmd_rset },
 	{ "CAPA", AUTH_STATE | TRANS_STATE, 0, 0, 0, NULL, cmd_capa },
 	{ "STLS", AUTH_STATE, 0, 0, 0, NULL, cmd_stls },
+	{ "AUTH", AUTH_STATE, 0, 1, POSTERN_CMD_REST_OF_LINE, NULL, cmd_auth },
 	{ NULL, 0, 0, 0, 0, NULL, NULL },
 };
 

@@ -328,9 +328,12 @@ class PlaintextPolicyTest(PosternTest):
         st, lines = c.multi("CAPA")
         self.assertEqual(st, "+OK capability list follows")
         self.assertNotIn("USER", lines)
+        self.assertNotIn("SASL PLAIN", lines)
         self.assertIn("PIPELINING", lines)
         self.assertEqual(c.cmd("USER alice"), h.ERR_TLS_REQUIRED)
         self.assertEqual(c.cmd("PASS pw-alice"), h.ERR_TLS_REQUIRED)
+        self.assertEqual(c.cmd("AUTH PLAIN AGFsaWNlAHB3LWFsaWNl"),
+                         h.ERR_TLS_REQUIRED)
         self.assertEqual(c.cmd("STAT"), h.ERR_STATE)
         c.close()
         time.sleep(0.1)

@@ -75,6 +75,36 @@ class ProtocolTest(PosternTest):
             self.assertIn(cap, lines)
         self.assertEqual(c.cmd("NOOP"), "+OK")
 
+    def test_auth_plain(self):
+        import base64
+
+        def b64(s):
+            return base64.b64encode(s.encode()).decode()
+        c = self.client(self.srv)
+        self.assertIn("SASL PLAIN", c.multi("CAPA")[1])
+        self.assertEqual(c.multi("AUTH"), ("+OK SASL mechanisms follow",
+                                           ["PLAIN"]))
+        self.assertEqual(c.cmd("AUTH CRAM-MD5"),
+                         "-ERR unsupported authentication mechanism")
+        self.assertEqual(c.cmd("AUTH PLAIN " + b64("\0bob\0wrong")),
+                         "-ERR [AUTH] invalid user name or password")
+        # someone else's authorization identity is never granted
+        self.assertEqual(
+            c.cmd("AUTH PLAIN " + b64("carol\0bob\0correct horse battery")),
+            "-ERR [AUTH] invalid user name or password")
+        self.assertEqual(c.cmd("AUTH PLAIN !!!!"),
+                         "-ERR bad AUTH PLAIN response")
+        # continuation form; "*" cancels
+        self.assertEqual(c.cmd("AUTH PLAIN"), "+ ")
+        self.assertEqual(c.cmd("*"), "-ERR authentication cancelled")
+        self.assertEqual(c.cmd("AUTH PLAIN"), "+ ")
+        r = c.cmd(b64("bob\0bob\0correct horse battery"))
+        self.assertTrue(r.startswith("+OK mailbox ready, 1 messages"), r)
+        self.assertEqual(c.cmd("STAT"), "+OK 1 %d" % len(h.to_wire(
+            MESSAGES[0])))
+        self.srv.wait_log(r"login: user=bob method=PLAIN tls=no")
+        c.cmd("QUIT")
+
     def test_transaction_commands_refused_in_authorization(self):
         c = self.client(self.srv)
         for cmd in ("STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP",
