@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +14,6 @@
 #include "proto.h"
 #include "session.h"
 #include "tls.h"
-
-#include <openssl/evp.h>
 
 static const char *const code_names[] = {
 	[POSTERN_CODE_NONE] = NULL,
