@@ -1,4 +1,7 @@
+#include <malloc.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +62,30 @@ arena_strndup(struct arena *a, const char *str, size_t len)
 		p[len] = '\0';
 	}
 	return p;
+}
+
+/* More than the deepest call chain below a session (crypt included). */
+#define STACK_SCRUB_SIZE (256 * 1024)
+
+static void __attribute__((noinline))
+stack_scrub(void)
+{
+	unsigned char buf[STACK_SCRUB_SIZE];
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)buf + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)buf + sizeof(buf)) & ~(page - 1);
+
+	explicit_bzero(buf, sizeof(buf));
+	if (end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+	__asm__ volatile("" : : "r"(buf) : "memory");
+}
+
+void
+memory_scrub(void)
+{
+	stack_scrub();
+	malloc_trim(0);
 }
 
 void

@@ -21,4 +21,12 @@ char *arena_strndup(struct arena *a, const char *str, size_t len);
 /* Wipes (explicit_bzero) and frees every block; the arena is reusable. */
 void arena_wipe(struct arena *a);
 
+/*
+ * After a login and after a session: zeroes the stack below the caller
+ * (old frames of crypt, the parser, replies) and gives those pages and
+ * the heap's free pages back to the kernel, so no secret survives in
+ * them and an idle session or worker keeps little memory resident.
+ */
+void memory_scrub(void);
+
 #endif

@@ -34,10 +34,6 @@
 /* Master: events handled per epoll_wait round. */
 #define MASTER_EVENTS 64
 
-/* Stack wiped after each session in a reused worker: more than the deepest
- * session call chain (crypt included), so no secret survives in old frames. */
-#define STACK_WIPE_SIZE (256 * 1024)
-
 /* A client that stops reading: a write that makes no progress for this many
  * seconds ends the session. */
 #define WRITE_TIMEOUT 600

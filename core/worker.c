@@ -7,12 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "conf.h"
 #include "params.h"
 #include "log.h"
@@ -75,23 +74,6 @@ receive(int ctl_fd, struct worker_handoff *h)
 	return fd;
 }
 
-/* Old stack frames of the session (crypt's, the parser's) may still hold
- * secrets; overwrite the region a session's calls can have reached, then
- * give those pages back so an idle worker does not keep them resident. */
-static void __attribute__((noinline))
-wipe_stack(void)
-{
-	unsigned char buf[STACK_WIPE_SIZE];
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t start = ((uintptr_t)buf + page - 1) & ~(page - 1);
-	uintptr_t end = ((uintptr_t)buf + sizeof(buf)) & ~(page - 1);
-
-	explicit_bzero(buf, sizeof(buf));
-	if (end > start)
-		madvise((void *)start, end - start, MADV_DONTNEED);
-	__asm__ volatile("" : : "r"(buf) : "memory");
-}
-
 /* Blocking I/O with a bound on how long a stalled client may hold us. */
 static void
 prepare_socket(int fd)
@@ -127,7 +109,7 @@ worker_main(int ctl_fd, const struct server_conf *conf)
 		close(fd);
 		pio_reset(&io);
 		explicit_bzero(&h, sizeof(h));
-		wipe_stack();
+		memory_scrub();
 		if (dropped)
 			break; /* this process is some user's now */
 		if (write(ctl_fd, &done, 1) != 1)

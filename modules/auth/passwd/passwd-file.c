@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,8 +53,6 @@ struct passwd_table {
 	char dummy[CRYPT_OUTPUT_SIZE];
 	size_t dummy_len;
 
-	/* crypt_rn's work area: 32 KB, so allocated once, wiped after use. */
-	struct crypt_data *cd;
 	unsigned long crypt_calls;
 };
 
@@ -644,6 +643,28 @@ table_insert(struct passwd_table *table, size_t idx)
 }
 
 /*
+ * crypt_rn's 32 KB work area, mapped for one hash and unmapped after it:
+ * the pages, and whatever the hash left in them, are gone rather than
+ * zeroed, so a reused worker neither keeps 32 KB resident for the rest
+ * of the session nor holds anything derived from the password. A fresh
+ * anonymous mapping is zeroed, as crypt_rn wants it on first use.
+ */
+static struct crypt_data *
+work_area_map(void)
+{
+	void *p = mmap(NULL, sizeof(struct crypt_data), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void
+work_area_unmap(struct crypt_data *cd)
+{
+	munmap(cd, sizeof(*cd));
+}
+
+/*
  * Hashes pass with setting. Returns 1 when the result equals the
  * setting (a whole stored hash), 0 when not, -1 with errno when crypt
  * failed. The work area, which holds the phrase, is wiped either way.
@@ -653,6 +674,7 @@ crypt_check(struct passwd_table *table, const char *setting_ptr,
 	    size_t setting_len, const char *pass)
 {
 	char setting[CRYPT_OUTPUT_SIZE];
+	struct crypt_data *cd;
 	const char *out;
 	int ret, saved_errno, too_long = 0;
 
@@ -668,7 +690,8 @@ crypt_check(struct passwd_table *table, const char *setting_ptr,
 		pass = "";
 		too_long = 1;
 	}
-	out = crypt_rn(pass, setting, table->cd, sizeof(*table->cd));
+	cd = work_area_map();
+	out = cd != NULL ? crypt_rn(pass, setting, cd, sizeof(*cd)) : NULL;
 	saved_errno = errno;
 	table->crypt_calls++;
 	if (out == NULL)
@@ -678,7 +701,8 @@ crypt_check(struct passwd_table *table, const char *setting_ptr,
 				      setting_len);
 	if (too_long)
 		ret = 0;
-	explicit_bzero(table->cd, sizeof(*table->cd));
+	if (cd != NULL)
+		work_area_unmap(cd);
 	explicit_bzero(setting, sizeof(setting));
 	errno = saved_errno;
 	return ret;
@@ -744,6 +768,7 @@ make_dummy(struct passwd_table *table, const char *path, char *error_r,
 	};
 	size_t count[PASSWD_SCHEME_COUNT] = { 0 }, best = 0;
 	const struct passwd_entry *model = NULL;
+	struct crypt_data *cd;
 	const char *out;
 
 	for (size_t i = 0; i < table->n_entries; i++)
@@ -770,18 +795,21 @@ make_dummy(struct passwd_table *table, const char *path, char *error_r,
 	}
 	memcpy(table->dummy, model->password.ptr, model->password.len);
 	table->dummy[model->password.len] = '\0';
-	out = crypt_rn(DUMMY_PHRASE, table->dummy, table->cd,
-		       sizeof(*table->cd));
+	cd = work_area_map();
+	out = cd != NULL ? crypt_rn(DUMMY_PHRASE, table->dummy, cd, sizeof(*cd))
+			 : NULL;
 	if (out == NULL || strlen(out) >= sizeof(table->dummy)) {
 		int e = errno;
-		explicit_bzero(table->cd, sizeof(*table->cd));
+
+		if (cd != NULL)
+			work_area_unmap(cd);
 		return fail(error_r, error_size,
 			    "%s:%u: crypt rejects this hash: %s", path,
 			    model->line, strerror(e));
 	}
 	table->dummy_len = strlen(out);
 	memcpy(table->dummy, out, table->dummy_len + 1);
-	explicit_bzero(table->cd, sizeof(*table->cd));
+	work_area_unmap(cd);
 	return 0;
 }
 
@@ -974,10 +1002,7 @@ table_load(const char *path, struct passwd_table **table_r,
 	table->entries = calloc(n_lines, sizeof(*table->entries));
 	table->slots = calloc(n_slots, sizeof(*table->slots));
 	table->slot_mask = n_slots - 1;
-	/* calloc: crypt_rn wants the work area zeroed before first use. */
-	table->cd = calloc(1, sizeof(*table->cd));
-	if (table->entries == NULL || table->slots == NULL ||
-	    table->cd == NULL) {
+	if (table->entries == NULL || table->slots == NULL) {
 		passwd_table_free(&table);
 		return fail(error_r, error_size, "passwd-file %s: %s", path,
 			    strerror(ENOMEM));
@@ -1036,10 +1061,6 @@ passwd_table_free(struct passwd_table **tablep)
 		free(table->entries);
 	}
 	free(table->slots);
-	if (table->cd != NULL) {
-		explicit_bzero(table->cd, sizeof(*table->cd));
-		free(table->cd);
-	}
 	explicit_bzero(table, sizeof(*table));
 	free(table);
 }
