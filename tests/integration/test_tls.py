@@ -272,7 +272,7 @@ def served_cert(port, servername=None, starttls=False):
 
 
 def login_lines(srv, user, start=0):
-    return re.findall(r"login: user=%s method=USER tls=(\S+) peer=(\S+) "
+    return re.findall(r"login: user=%s method=(?:USER|PLAIN) tls=(\S+) peer=(\S+) "
                       r"pid=(\d+)" % re.escape(user), srv.log()[start:])
 
 
