@@ -22,11 +22,12 @@ char *arena_strndup(struct arena *a, const char *str, size_t len);
 void arena_wipe(struct arena *a);
 
 /*
- * After a login and after a session: zeroes the stack below the caller
- * (old frames of crypt, the parser, replies) and gives those pages and
- * the heap's free pages back to the kernel, so no secret survives in
- * them and an idle session or worker keeps little memory resident.
+ * After a login: zeroes the stack below the caller (old frames of the
+ * auth chain, the parser, replies), so no secret survives in them.
  */
 void memory_scrub(void);
+/* After a session: the same, and the heap's free pages go back to the
+ * kernel, so an idle worker keeps little memory resident. */
+void memory_release(void);
 
 #endif

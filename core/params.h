@@ -15,6 +15,10 @@
  * a few big write()s rather than one per line (the data path). */
 #define OUTPUT_BUFFER_SIZE (128 * 1024)
 
+/* A session silent this long gives back its big buffers' pages. Sooner
+ * would make busy sessions pay page faults and TLB flushes per command. */
+#define IDLE_RELEASE_MS 1000
+
 /* Read chunk for message bytes (pread into this, convert into output). */
 #define MESSAGE_CHUNK_SIZE (64 * 1024)
 

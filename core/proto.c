@@ -81,8 +81,8 @@ pio_init(struct pio *io)
 	return 0;
 }
 
-/* Called before blocking for the client: a session that sat idle holds
- * one page of output buffer, not 128 KB (memory per idle session). */
+/* An idle session holds one page of output buffer, not 128 KB, and no
+ * message bytes (memory per idle session). */
 static void
 release_idle_buffers(struct pio *io)
 {
@@ -91,6 +91,10 @@ release_idle_buffers(struct pio *io)
 	if (io->out_high > keep)
 		buffer_release(io->out + keep, OUTPUT_BUFFER_SIZE - keep);
 	io->out_high = 0;
+	if (io->chunk_used) {
+		buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
+		io->chunk_used = 0;
+	}
 }
 
 void
@@ -114,9 +118,16 @@ void
 pio_reset(struct pio *io)
 {
 	explicit_bzero(io->in, INPUT_BUFFER_SIZE);
-	buffer_release(io->out, OUTPUT_BUFFER_SIZE);
-	buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
+	/* A session of short replies wrote into the first page only: zero
+	 * it and keep it. Anything bigger goes back (and reads as zeros). */
+	if (io->out_high <= 4096)
+		explicit_bzero(io->out, io->out_high);
+	else
+		buffer_release(io->out, OUTPUT_BUFFER_SIZE);
+	if (io->chunk_used)
+		buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
 	io->out_high = 0;
+	io->chunk_used = 0;
 	io->fd = -1;
 	io->in_start = io->in_end = io->out_len = 0;
 }
@@ -221,18 +232,38 @@ pio_discard_input(struct pio *io)
 	io->discarding = 0;
 }
 
-/* Waits for input unless the transport already holds some. */
+static int
+poll_in(int fd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	int n;
+
+	do {
+		n = poll(&pfd, 1, timeout_ms);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+/*
+ * Waits for input unless the transport already holds some. A client that
+ * stays silent past IDLE_RELEASE_MS gets its session's big buffers given
+ * back; a busy one (pipelined RETRs) never pays for that, since giving
+ * pages back costs TLB flushes and page faults on the next use.
+ */
 static enum pio_line_result
 wait_readable(struct pio *io)
 {
-	struct pollfd pfd = { .fd = io->fd, .events = POLLIN };
-	int n;
+	int timeout = io->read_timeout_ms, first = IDLE_RELEASE_MS, n;
 
 	if (io->transport->pending(io) > 0)
 		return PIO_LINE;
-	do {
-		n = poll(&pfd, 1, io->read_timeout_ms);
-	} while (n < 0 && errno == EINTR);
+	if (timeout >= 0 && timeout < first)
+		first = timeout;
+	n = poll_in(io->fd, first);
+	if (n == 0 && timeout != first) {
+		release_idle_buffers(io);
+		n = poll_in(io->fd, timeout < 0 ? -1 : timeout - first);
+	}
 	if (n < 0)
 		return PIO_ERROR;
 	if (n == 0)
@@ -281,7 +312,6 @@ pio_read_line(struct pio *io, char **line_r, size_t *len_r)
 		 * for, so send them now (pipelined batches flush once). */
 		if (pio_flush(io) < 0)
 			return PIO_ERROR;
-		release_idle_buffers(io);
 		wait = wait_readable(io);
 		if (wait != PIO_LINE)
 			return wait;
@@ -490,8 +520,7 @@ pio_send_message(struct pio *io, int fd, off_t offset, uint64_t length,
 
 	msg_conv_init(&c, flags, 1, body_limit);
 	ret = convert_fd(&c, fd, offset, length, io->chunk, pio_sink, io);
-	/* Message bytes do not linger in a buffer between commands. */
-	buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
+	io->chunk_used = 1;
 	if (ret < 0)
 		return -1;
 	return pio_puts(io, ".\r\n");

@@ -38,6 +38,7 @@ struct pio {
 	size_t out_len;
 	size_t out_high; /* most of out used since the last release */
 	unsigned char *chunk; /* message bytes read from storage */
+	int chunk_used;       /* holds pages since the last release */
 
 	int read_timeout_ms;
 	int failed; /* the peer is gone or a write failed */

@@ -371,8 +371,7 @@ login(struct postern_session *s, const char *user, const char *pass,
 	}
 	s->user = grant.user;
 	s->state = SESSION_TRANSACTION;
-	/* Login is over: its frames and buffers (the hash's work) go now,
-	 * before any mail is touched and before the session idles. */
+	/* Login is over: its frames go now, before any mail is touched. */
 	memory_scrub();
 	s->io->read_timeout_ms = s->conf->idle_timeout * 1000;
 	log_info("login: user=%s method=%s tls=%s peer=%s pid=%d", safe_user,

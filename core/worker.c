@@ -109,7 +109,7 @@ worker_main(int ctl_fd, const struct server_conf *conf)
 		close(fd);
 		pio_reset(&io);
 		explicit_bzero(&h, sizeof(h));
-		memory_scrub();
+		memory_release();
 		if (dropped)
 			break; /* this process is some user's now */
 		if (write(ctl_fd, &done, 1) != 1)

@@ -214,7 +214,9 @@ want_key_cmp(const void *key, const void *elem)
 /*
  * Calls fn for every regular, non-dot file of new/ or cur/. d_type spares
  * a stat per file; only file systems that do not fill it in cost one
- * fstatat each. Returns POSTERN_OK or POSTERN_TEMPFAIL with *error_r.
+ * fstatat each. Reads with getdents64 into a stack buffer rather than
+ * readdir's 32 KB heap buffer, which would stay resident in every idle
+ * session. Returns POSTERN_OK or POSTERN_TEMPFAIL with *error_r.
  */
 static int
 walk_dir(struct md_box *b, int dir,
@@ -224,38 +226,44 @@ walk_dir(struct md_box *b, int dir,
 {
 	int fd = openat(b->sub_fd[dir], ".",
 			O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct dirent *de;
-	DIR *d;
+	union {
+		char bytes[8192];
+		struct dirent64 align;
+	} buf;
+	ssize_t n;
 
-	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+	if (fd < 0) {
 		*error_r = box_error(b, "opendir %s/%s: %s", b->path,
 				     dir_names[dir], strerror(errno));
-		if (fd >= 0)
-			close(fd);
 		return POSTERN_TEMPFAIL;
 	}
-	for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
-		struct stat st;
+	while ((n = getdents64(fd, buf.bytes, sizeof(buf.bytes))) > 0) {
+		for (ssize_t off = 0; off < n;) {
+			const struct dirent64 *de =
+				(const void *)(buf.bytes + off);
+			struct stat st;
 
-		if (de->d_name[0] == '.')
-			continue;
-		if (de->d_type == DT_UNKNOWN) {
-			if (fstatat(fd, de->d_name, &st,
-				    AT_SYMLINK_NOFOLLOW) < 0 ||
-			    !S_ISREG(st.st_mode))
+			off += de->d_reclen;
+			if (de->d_name[0] == '.')
 				continue;
-		} else if (de->d_type != DT_REG) {
-			continue;
+			if (de->d_type == DT_UNKNOWN) {
+				if (fstatat(fd, de->d_name, &st,
+					    AT_SYMLINK_NOFOLLOW) < 0 ||
+				    !S_ISREG(st.st_mode))
+					continue;
+			} else if (de->d_type != DT_REG) {
+				continue;
+			}
+			fn(b, dir, de->d_name, strlen(de->d_name), ctx);
 		}
-		fn(b, dir, de->d_name, strlen(de->d_name), ctx);
 	}
-	if (errno != 0) {
+	if (n < 0) {
 		*error_r = box_error(b, "readdir %s/%s: %s", b->path,
 				     dir_names[dir], strerror(errno));
-		closedir(d);
+		close(fd);
 		return POSTERN_TEMPFAIL;
 	}
-	closedir(d);
+	close(fd);
 	return POSTERN_OK;
 }
 
