@@ -79,7 +79,7 @@ arena_strndup(struct arena *a, const char *str, size_t len)
  * use, which measured at 150 faults and 2.8 ms of CPU per login on a
  * paravirtualised VM, more than the password hash itself.
  */
-#define STACK_SCRUB_SIZE (16 * 1024)
+#define STACK_SCRUB_SIZE (8 * 1024)
 
 /* Free heap memory a worker may keep between sessions. */
 #define HEAP_TRIM_FREE (512 * 1024)

@@ -199,7 +199,7 @@ conn_close(struct master *m, struct conn *c)
 }
 
 static void
-child_setup(struct master *m, int ctl_fd)
+child_setup(struct master *m)
 {
 	sigset_t none;
 
@@ -220,7 +220,6 @@ child_setup(struct master *m, int ctl_fd)
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_IGN); /* reloads are the master's business */
 	signal(SIGPIPE, SIG_IGN);
-	(void)ctl_fd;
 }
 
 static struct worker *
@@ -251,7 +250,7 @@ worker_spawn(struct master *m)
 	}
 	if (pid == 0) {
 		close(sv[0]);
-		child_setup(m, sv[1]);
+		child_setup(m);
 		worker_main(sv[1], m->conf);
 	}
 	close(sv[1]);
