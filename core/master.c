@@ -1,7 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,12 +365,14 @@ accept_one(struct master *m, const struct listener *l)
 	unsigned char key[16];
 	struct ip_count *ip;
 	struct conn *c;
-	int fd, one = 1;
+	int fd;
 
 	memset(&peer, 0, sizeof(peer));
 	peer.addr_len = sizeof(peer.addr);
+	/* Blocking, as the worker wants it: the master itself only ever
+	 * sends with MSG_DONTWAIT and never reads. */
 	fd = accept4(l->fd, (struct sockaddr *)&peer.addr, &peer.addr_len,
-		     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		     SOCK_CLOEXEC);
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR &&
 		    errno != ECONNABORTED)
@@ -409,7 +410,7 @@ accept_one(struct master *m, const struct listener *l)
 	c->ip = ip;
 	c->peer = peer;
 	c->deadline_ms = now_ms() + (long long)m->conf->login_timeout * 1000;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	worker_prepare_socket(fd);
 	log_info("connect: peer=%s port=%d listener=%s", peer.ip, peer.port,
 		 l->name);
 	/* Implicit TLS: the worker greets after the handshake; until then

@@ -74,14 +74,12 @@ receive(int ctl_fd, struct worker_handoff *h)
 	return fd;
 }
 
-/* Blocking I/O with a bound on how long a stalled client may hold us. */
-static void
-prepare_socket(int fd)
+void
+worker_prepare_socket(int fd)
 {
 	struct timeval tv = { .tv_sec = WRITE_TIMEOUT };
 	int one = 1;
 
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
@@ -103,7 +101,6 @@ worker_main(int ctl_fd, const struct server_conf *conf)
 
 		if (fd < 0)
 			break;
-		prepare_socket(fd);
 		pio_attach(&io, fd);
 		dropped = session_run(conf, &io, &h.peer, 0);
 		close(fd);
@@ -151,8 +148,11 @@ worker_inetd(const struct server_conf *conf)
 	}
 	if (pio_init(&io) < 0)
 		return 1;
-	if (is_socket)
-		prepare_socket(STDIN_FILENO);
+	if (is_socket) {
+		fcntl(STDIN_FILENO, F_SETFL,
+		      fcntl(STDIN_FILENO, F_GETFL) & ~O_NONBLOCK);
+		worker_prepare_socket(STDIN_FILENO);
+	}
 	pio_attach(&io, STDIN_FILENO);
 	io.out_fd = is_socket ? STDIN_FILENO : STDOUT_FILENO;
 	log_info("connect: peer=%s port=%d listener=inetd", peer.ip,

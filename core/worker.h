@@ -22,6 +22,11 @@ struct worker_handoff {
 void worker_main(int ctl_fd, const struct server_conf *conf)
 	__attribute__((noreturn));
 
+/* Blocking socket options every session socket gets: a write timeout (a
+ * client that stops reading cannot hold a worker) and TCP_NODELAY (no
+ * delayed-ACK stalls). The master applies them at accept. */
+void worker_prepare_socket(int fd);
+
 /* Master side: hands fd to a worker. 0, or -1 (errno) if it is gone. */
 int worker_send(int ctl_fd, int fd, const struct worker_handoff *h);
 
