@@ -2,7 +2,9 @@
 """systemd socket activation (listen fds matched by name) and inetd mode,
 both through systemd-socket-activate, with a full login + RETR + DELE."""
 
+import os
 import shutil
+import signal
 import socket
 import time
 
@@ -71,6 +73,33 @@ class ActivationTest(PosternTest):
         else:
             self.assertEqual(c.cmd("QUIT"), "+OK bye, 0 messages deleted")
         self.assertTrue(c.is_closed(5))
+
+    def test_sd_notify(self):
+        """READY=1 once serving, RELOADING=1/READY=1 around a reload,
+        STOPPING=1 on SIGTERM (Type=notify in postern.service)."""
+        srv = h.Server([User("alice", "pw-alice", MSGS)])
+        self.addCleanup(self._stop_server, srv)
+        path = srv.path("notify")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(path)
+        os.chmod(path, 0o777)  # the daemon may have dropped to nobody
+        self.addCleanup(s.close)
+        s.settimeout(10 * h.SLOW)
+        srv.env_set = dict(srv.env_set, NOTIFY_SOCKET=path)
+        srv.start()
+
+        def expect(word):
+            while True:
+                msg = s.recv(4096).decode()
+                if word in msg.split("\n"):
+                    return
+        expect("READY=1")
+        self.session(srv)
+        srv.signal(signal.SIGHUP)
+        expect("RELOADING=1")
+        expect("READY=1")
+        srv.signal(signal.SIGTERM)
+        expect("STOPPING=1")
 
     def test_listen_fd_by_name(self):
         srv, port = self.make()
