@@ -1,5 +1,6 @@
 #include <malloc.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,31 @@ stack_scrub(void)
 
 	explicit_bzero(buf, sizeof(buf));
 	__asm__ volatile("" : : "r"(buf) : "memory");
+}
+
+/* Idle: the stack below the waiting frame is dead; hand its pages back
+ * (bzero first: the region must be mapped, and it is a wipe as well). */
+#define STACK_RELEASE_SIZE (64 * 1024)
+
+static void __attribute__((noinline))
+stack_release(void)
+{
+	unsigned char buf[STACK_RELEASE_SIZE];
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)buf + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)buf + sizeof(buf)) & ~(page - 1);
+
+	explicit_bzero(buf, sizeof(buf));
+	if (end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+	__asm__ volatile("" : : "r"(buf) : "memory");
+}
+
+void
+memory_release_idle(void)
+{
+	stack_release();
+	malloc_trim(0);
 }
 
 void

@@ -29,5 +29,8 @@ void memory_scrub(void);
 /* After a session: the same, and the heap's free pages go back to the
  * kernel, so an idle worker keeps little memory resident. */
 void memory_release(void);
+/* A session gone quiet: the stack's dead pages and the heap's free pages
+ * go back. Costs page faults later, so only after a pause (proto.c). */
+void memory_release_idle(void);
 
 #endif

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "params.h"
 #include "proto.h"
 
@@ -95,6 +96,7 @@ release_idle_buffers(struct pio *io)
 		buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
 		io->chunk_used = 0;
 	}
+	memory_release_idle();
 }
 
 void
