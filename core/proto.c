@@ -89,9 +89,12 @@ release_idle_buffers(struct pio *io)
 {
 	const size_t keep = 4096;
 
-	if (io->out_high > keep)
+	/* The kept page still holds what was written there; out_high keeps
+	 * counting it, so pio_reset() wipes it. */
+	if (io->out_high > keep) {
 		buffer_release(io->out + keep, OUTPUT_BUFFER_SIZE - keep);
-	io->out_high = 0;
+		io->out_high = keep;
+	}
 	if (io->chunk_used) {
 		buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
 		io->chunk_used = 0;
@@ -120,6 +123,8 @@ void
 pio_reset(struct pio *io)
 {
 	explicit_bzero(io->in, INPUT_BUFFER_SIZE);
+	if (io->out_len > io->out_high)
+		io->out_high = io->out_len;
 	/* A session of short replies wrote into the first page only: zero
 	 * it and keep it. Anything bigger goes back (and reads as zeros). */
 	if (io->out_high <= 4096)

@@ -103,7 +103,7 @@ class WorkerWipeTest(PosternTest):
             # memory and would hide a buffer freed without a wipe
             env_unset=("MALLOC_PERTURB_",))
 
-    def alice_session(self, pipelined=False):
+    def alice_session(self, pipelined=False, pause=False):
         start = self.srv.log_size()
         c = self.client(self.srv, greet=not pipelined)
         if pipelined:
@@ -118,6 +118,10 @@ class WorkerWipeTest(PosternTest):
         for n in (1, 2):
             st, body = c.retr(n)
             self.assertIn(self.marker.encode(), body)
+        if pause:
+            # silent past IDLE_RELEASE_MS: the session gives pages back
+            # but keeps the first page of its output buffer
+            time.sleep(1.5 * h.SLOW)
         c.send("TOP 1 1\r\nUIDL\r\n")
         self.assertTrue(c.line().startswith("+OK"))
         c.multi_lines()
@@ -213,6 +217,12 @@ class WorkerWipeTest(PosternTest):
         pid = self.alice_session(pipelined=True)
         self.assert_clean(pid, "idle worker after a pipelined login")
         self.assert_clean(self.srv.pid, "master")
+
+    def test_idle_pause_leaves_nothing(self):
+        # A big RETR, a pause that releases idle buffers, then only short
+        # replies: the kept output page must still be wiped at the end.
+        pid = self.alice_session(pause=True)
+        self.assert_clean(pid, "idle worker after a session with a pause")
 
     def test_failed_login_leaves_nothing(self):
         start = self.srv.log_size()
