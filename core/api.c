@@ -114,11 +114,8 @@ api_msg_arg(struct postern_session *s, const char *arg, unsigned *n_r)
 static int
 api_msg_send(struct postern_session *s, unsigned n, long long body_lines)
 {
-	if (s->state != SESSION_TRANSACTION || n == 0 || n > s->count ||
-	    s->deleted[n - 1]) {
-		session_msg_arg(s, "0", &n); /* the usual -ERR */
+	if (session_msg_check(s, n) != POSTERN_OK)
 		return POSTERN_FAIL;
-	}
 	return session_msg_send(s, n, body_lines);
 }
 

@@ -100,12 +100,9 @@ session_parse_number(const char *arg, unsigned long long max,
 }
 
 int
-session_msg_arg(struct postern_session *s, const char *arg, unsigned *n_r)
+session_msg_check(struct postern_session *s, unsigned long long n)
 {
-	unsigned long long n;
-
-	if (session_parse_number(arg, MAX_MESSAGES, &n) < 0 || n == 0 ||
-	    n > s->count) {
+	if (n == 0 || n > s->count) {
 		err(s, POSTERN_CODE_NONE, "no such message");
 		return POSTERN_FAIL;
 	}
@@ -113,6 +110,18 @@ session_msg_arg(struct postern_session *s, const char *arg, unsigned *n_r)
 		err(s, POSTERN_CODE_NONE, "message already deleted");
 		return POSTERN_FAIL;
 	}
+	return POSTERN_OK;
+}
+
+int
+session_msg_arg(struct postern_session *s, const char *arg, unsigned *n_r)
+{
+	unsigned long long n = 0;
+
+	if (session_parse_number(arg, MAX_MESSAGES, &n) < 0)
+		n = 0; /* reads as "no such message" */
+	if (session_msg_check(s, n) != POSTERN_OK)
+		return POSTERN_FAIL;
 	*n_r = (unsigned)n;
 	return POSTERN_OK;
 }

@@ -73,6 +73,9 @@ int session_run(const struct server_conf *conf, struct pio *io,
 /* Helpers shared with the services table (api.c); see api.h. */
 int session_reply(struct postern_session *s, int ok,
 		  enum postern_resp_code code, const char *fmt, va_list ap);
+/* Replies -ERR and returns POSTERN_FAIL unless message n exists and is
+ * not deleted (no messages outside TRANSACTION). */
+int session_msg_check(struct postern_session *s, unsigned long long n);
 int session_msg_arg(struct postern_session *s, const char *arg,
 		    unsigned *n_r);
 int session_msg_send(struct postern_session *s, unsigned n,
