@@ -915,20 +915,23 @@ def bench_server(args, sb, server, res):
             return
         if notes:
             log(f"  {server.name}: note: " + "; ".join(notes[:3]))
-        for n in (1, 16, 64):
-            measure_login(args, server, res, f"login{n}", n)
-        if server.tls:
+        want = args.scenarios
+        if "login" in want:
+            for n in (1, 16, 64):
+                measure_login(args, server, res, f"login{n}", n)
+        if server.tls and "tlslogin" in want:
             measure_login(args, server, res, "tlslogin16", 16, tls=True)
-        for n in (1, 16):
-            measure_download(args, server, res, f"dl{n}", n, sb)
-            measure_download(args, server, res, f"dlstock{n}", n, sb,
-                             stock=True)
-        measure_stock_client(args, server, res, "poplib1")
-        if server.tls:
+        if "download" in want:
+            for n in (1, 16):
+                measure_download(args, server, res, f"dl{n}", n, sb)
+                measure_download(args, server, res, f"dlstock{n}", n, sb,
+                                 stock=True)
+            measure_stock_client(args, server, res, "poplib1")
+        if server.tls and "tlsdownload" in want:
             for n in (1, 16):
                 measure_download(args, server, res, f"tlsdl{n}", n, sb,
                                  tls=True)
-        if server.plain:
+        if server.plain and "plain" in want:
             # The same server with a users file of {PLAIN} entries only.
             server.stop()
             server.users = "users-plain"
@@ -937,8 +940,9 @@ def bench_server(args, sb, server, res):
                 measure_login(args, server, res, f"plain{n}", n,
                               user_fmt="plain%02d")
             server.users = "users"
-        measure_memory(args, server, res, "idle-auth", "idleauth")
-        measure_memory(args, server, res, "idle-unauth", "idleunauth")
+        if "memory" in want:
+            measure_memory(args, server, res, "idle-auth", "idleauth")
+            measure_memory(args, server, res, "idle-unauth", "idleunauth")
     finally:
         server.stop()
     log(f"  {server.name}: done in {time.time() - t:.0f} s")
@@ -953,8 +957,9 @@ def bench_postern_root(args, sb, server, res):
             log(f"  {server.name}: WRONG BYTES: " + "; ".join(problems[:5]))
             res["verify_problems"] = problems
             return
-        for n in (1, 16):
-            measure_login(args, server, res, f"rootlogin{n}", n)
+        if "login" in args.scenarios:
+            for n in (1, 16):
+                measure_login(args, server, res, f"rootlogin{n}", n)
     finally:
         server.stop()
     log(f"  {server.name}: done in {time.time() - t:.0f} s")
@@ -1238,6 +1243,10 @@ def targets(runs, extra):
 
 # --------------------------------------------------------------------------
 
+SCENARIOS = ["login", "tlslogin", "download", "tlsdownload", "plain",
+             "memory"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -1245,6 +1254,8 @@ def main():
     ap.add_argument("--duration", type=float)
     ap.add_argument("--servers", default=",".join(SERVERS + ["postern-root"]))
     ap.add_argument("--no-callgrind", action="store_true")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help="a subset of: " + ", ".join(SCENARIOS))
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--attempts", type=int, default=3,
                     help="tries per window while the machine is busy")
@@ -1281,6 +1292,11 @@ def main():
     if not 0 <= args.runs <= 20 or not 0.2 <= args.duration <= 120:
         raise SystemExit("bench: --runs 1..20, --duration 0.2..120")
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.scenarios = {s.strip() for s in args.scenarios.split(",")
+                      if s.strip()}
+    if not args.scenarios <= set(SCENARIOS):
+        raise SystemExit("bench: --scenarios: one or more of "
+                         + ", ".join(SCENARIOS))
     if os.geteuid() != 0:
         raise SystemExit("bench: must run as root")
     os.sched_setaffinity(0, {CLIENT_CPU})

@@ -139,4 +139,5 @@ const struct postern_api postern_api = {
 	.msg_arg = api_msg_arg,
 	.msg_send = api_msg_send,
 	.wire_size_fd = proto_wire_size_fd,
+	.scratch = memory_scratch,
 };

@@ -5,12 +5,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <postern/api.h>
+
 #include "arena.h"
 
-/* Blocks start small and double: a mailbox of a few messages costs one
- * page, a large one few blocks. */
-#define ARENA_BLOCK_FIRST (4 * 1024)
-#define ARENA_BLOCK_MAX (256 * 1024)
+/*
+ * Blocks are mapped, not malloc'd: session memory then never touches the
+ * heap a worker shares copy-on-write with the master and the other
+ * workers (a malloc there dirties whole pages of it per worker), and a
+ * block goes back to the kernel whole. The first block is kept for the
+ * next session, wiped, so a login faults in no new page; the pages of it
+ * that hold nothing go back when the worker goes quiet.
+ */
+#define ARENA_KEPT_SIZE (64 * 1024)
+#define ARENA_BLOCK_MAX (1024 * 1024)
 
 struct arena_block {
 	struct arena_block *next;
@@ -18,6 +26,62 @@ struct arena_block {
 	size_t used;
 	max_align_t data[];
 };
+
+/* This process's kept block, and whether an arena is using it. */
+static struct arena_block *kept;
+static int kept_busy;
+
+static size_t
+page_size(void)
+{
+	static size_t page;
+
+	if (page == 0)
+		page = (size_t)sysconf(_SC_PAGESIZE);
+	return page;
+}
+
+/* A block with at least size usable bytes; NULL when memory is short. */
+static struct arena_block *
+block_map(size_t size)
+{
+	size_t page = page_size();
+	size_t len = (sizeof(struct arena_block) + size + page - 1) &
+		     ~(page - 1);
+	struct arena_block *b = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (b == MAP_FAILED)
+		return NULL;
+	b->size = len - sizeof(*b);
+	return b;
+}
+
+static void
+block_unmap(struct arena_block *b)
+{
+	munmap(b, sizeof(*b) + b->size);
+}
+
+static struct arena_block *
+block_new(const struct arena *a, size_t size)
+{
+	size_t want = a->head == NULL ? ARENA_KEPT_SIZE : 2 * a->head->size;
+
+	if (want > ARENA_BLOCK_MAX)
+		want = ARENA_BLOCK_MAX;
+	if (want < size)
+		want = size;
+	if (a->head == NULL && !kept_busy && want <= ARENA_KEPT_SIZE) {
+		if (kept == NULL)
+			kept = block_map(ARENA_KEPT_SIZE - sizeof(*kept));
+		if (kept != NULL) {
+			kept_busy = 1;
+			return kept;
+		}
+	}
+	return block_map(want);
+}
 
 void
 arena_init(struct arena *a, size_t limit)
@@ -38,22 +102,19 @@ arena_alloc(struct arena *a, size_t size)
 		return NULL;
 	size = (size + align - 1) & ~(align - 1);
 	if (b == NULL || b->size - b->used < size) {
-		size_t bsize = b == NULL ? ARENA_BLOCK_FIRST : 2 * b->size;
-
-		if (bsize > ARENA_BLOCK_MAX)
-			bsize = ARENA_BLOCK_MAX;
-		if (bsize < size)
-			bsize = size;
-
-		if (a->total + bsize > a->limit)
-			return NULL;
-		b = calloc(1, sizeof(*b) + bsize);
+		b = block_new(a, size);
 		if (b == NULL)
 			return NULL;
-		b->size = bsize;
+		if (a->total + b->size > a->limit) {
+			if (b == kept)
+				kept_busy = 0;
+			else
+				block_unmap(b);
+			return NULL;
+		}
 		b->next = a->head;
 		a->head = b;
-		a->total += bsize;
+		a->total += b->size;
 	}
 	p = (char *)b->data + b->used;
 	b->used += size;
@@ -94,29 +155,99 @@ stack_scrub(void)
 	__asm__ volatile("" : : "r"(buf) : "memory");
 }
 
-/* Idle: the stack below the waiting frame is dead; hand its pages back
- * (bzero first: the region must be mapped, and it is a wipe as well). */
+/*
+ * Idle: the stack below the waiting frame is dead; its pages go back
+ * (MADV_DONTNEED also wipes them: they read as zeros). Only whole pages
+ * well below the stack pointer, so the frames of this call and of
+ * madvise itself stay; nothing is written to the pages first, so none
+ * is dirtied only to be released.
+ */
 #define STACK_RELEASE_SIZE (64 * 1024)
+#define STACK_RELEASE_GAP 4096
 
 static void __attribute__((noinline))
 stack_release(void)
 {
-	unsigned char buf[STACK_RELEASE_SIZE];
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t start = ((uintptr_t)buf + page - 1) & ~(page - 1);
-	uintptr_t end = ((uintptr_t)buf + sizeof(buf)) & ~(page - 1);
+	char here;
+	uintptr_t page = page_size();
+	uintptr_t end = ((uintptr_t)&here - STACK_RELEASE_GAP) & ~(page - 1);
 
-	explicit_bzero(buf, sizeof(buf));
-	if (end > start)
-		madvise((void *)start, end - start, MADV_DONTNEED);
-	__asm__ volatile("" : : "r"(buf) : "memory");
+	/* Below the stack's mapping too: madvise skips the unmapped part
+	 * (and says ENOMEM, which changes nothing here). */
+	madvise((void *)(end - STACK_RELEASE_SIZE), STACK_RELEASE_SIZE,
+		MADV_DONTNEED);
 }
 
+/* The kept block's pages past what the current session uses (all of
+ * them between sessions); they read as zeros afterwards, as wiped. */
+static void
+kept_release(void)
+{
+	size_t page = page_size();
+	uintptr_t start, end;
+
+	if (kept == NULL)
+		return;
+	start = ((uintptr_t)kept->data + kept->used + page - 1) & ~(page - 1);
+	end = (uintptr_t)kept->data + kept->size;
+	if (end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+/*
+ * The scratch areas: one mapping per process, two halves of
+ * POSTERN_SCRATCH_SIZE. The first is api->scratch, handed to whichever
+ * module asks for the length of one call; the second is the core's own
+ * (wire sizes), so a module may call the core while it holds the first.
+ * Their users wipe what they wrote, so they stay resident between
+ * sessions (no page faults per password hash) and hold nothing; their
+ * pages go back when idle.
+ */
+static unsigned char *scratch;
+
+static unsigned char *
+scratch_map(void)
+{
+	if (scratch == NULL) {
+		void *p = mmap(NULL, 2 * POSTERN_SCRATCH_SIZE,
+			       PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p != MAP_FAILED)
+			scratch = p;
+	}
+	return scratch;
+}
+
+void *
+memory_scratch(size_t size)
+{
+	if (size > POSTERN_SCRATCH_SIZE)
+		return NULL;
+	return scratch_map();
+}
+
+void *
+memory_core_scratch(void)
+{
+	unsigned char *p = scratch_map();
+
+	return p != NULL ? p + POSTERN_SCRATCH_SIZE : NULL;
+}
+
+/*
+ * No malloc_trim here: session memory is not on the heap, and a trim
+ * writes to the free chunks the worker inherited from the master, which
+ * would turn shared pages into private ones (memory_release trims after
+ * a session that left much free heap).
+ */
 void
 memory_release_idle(void)
 {
 	stack_release();
-	malloc_trim(0);
+	kept_release();
+	if (scratch != NULL)
+		madvise(scratch, 2 * POSTERN_SCRATCH_SIZE, MADV_DONTNEED);
 }
 
 void
@@ -143,8 +274,14 @@ arena_wipe(struct arena *a)
 
 	for (; b != NULL; b = next) {
 		next = b->next;
-		explicit_bzero(b->data, b->used);
-		free(b);
+		if (b == kept) {
+			explicit_bzero(b->data, b->used);
+			b->used = 0;
+			kept_busy = 0;
+		} else {
+			/* Unmapped pages are gone, not readable by anyone. */
+			block_unmap(b);
+		}
 	}
 	a->head = NULL;
 	a->total = 0;

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-/* Session memory: a bump allocator over malloc'd blocks. Everything of one
+/* Session memory: a bump allocator over mapped blocks. Everything of one
  * session lives here, so ending the session wipes and frees it at once and
  * a reused worker keeps nothing of the previous user. */
 struct arena_block;
@@ -29,8 +29,18 @@ void memory_scrub(void);
 /* After a session: the same, and the heap's free pages go back to the
  * kernel, so an idle worker keeps little memory resident. */
 void memory_release(void);
-/* A session gone quiet: the stack's dead pages and the heap's free pages
- * go back. Costs page faults later, so only after a pause (proto.c). */
+/* A session or worker gone quiet: the stack's dead pages, the session
+ * arena's unused pages, the scratch area and the heap's free pages go
+ * back. Costs page faults later, so only after a pause (proto.c,
+ * worker.c). */
 void memory_release_idle(void);
+
+/* api->scratch: POSTERN_SCRATCH_SIZE bytes, zero-filled, for the length
+ * of one call into a module, whose callers wipe what they wrote. NULL
+ * when size is larger or memory is short. */
+void *memory_scratch(size_t size);
+/* The core's own scratch area, of the same size and rules, distinct from
+ * the modules' (a module may call the core while it holds that one). */
+void *memory_core_scratch(void);
 
 #endif

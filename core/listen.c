@@ -13,6 +13,7 @@
 #include "params.h"
 #include "listen.h"
 #include "log.h"
+#include "worker.h"
 
 static int
 bind_one(const struct listen_conf *lc)
@@ -48,6 +49,8 @@ bind_one(const struct listen_conf *lc)
 	/* "::" and "0.0.0.0" can then be listed side by side. */
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	/* Options the accepted sockets inherit. */
+	worker_prepare_socket(fd);
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 ||
 	    listen(fd, LISTEN_BACKLOG) < 0) {
 		int saved = errno;
@@ -90,6 +93,7 @@ from_systemd(const struct server_conf *conf, struct listener *list, int n_fds,
 		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		worker_prepare_socket(fd);
 		list[i].fd = fd;
 		snprintf(list[i].name, sizeof(list[i].name), "%s", lc->name);
 		list[i].tls_mode = lc->tls_mode;

@@ -370,7 +370,8 @@ accept_one(struct master *m, const struct listener *l)
 	memset(&peer, 0, sizeof(peer));
 	peer.addr_len = sizeof(peer.addr);
 	/* Blocking, as the worker wants it: the master itself only ever
-	 * sends with MSG_DONTWAIT and never reads. */
+	 * sends with MSG_DONTWAIT and never reads. Its socket options come
+	 * from the listener (worker_prepare_socket). */
 	fd = accept4(l->fd, (struct sockaddr *)&peer.addr, &peer.addr_len,
 		     SOCK_CLOEXEC);
 	if (fd < 0) {
@@ -410,7 +411,6 @@ accept_one(struct master *m, const struct listener *l)
 	c->ip = ip;
 	c->peer = peer;
 	c->deadline_ms = now_ms() + (long long)m->conf->login_timeout * 1000;
-	worker_prepare_socket(fd);
 	log_info("connect: peer=%s port=%d listener=%s", peer.ip, peer.port,
 		 l->name);
 	/* Implicit TLS: the worker greets after the handshake; until then

@@ -29,6 +29,9 @@
 /* Message numbers above this are refused: keeps every index in 32 bits. */
 #define MAX_MESSAGES 10000000u
 
+/* Longest mailbox location after %u/%d/~ expansion (PATH_MAX). */
+#define LOCATION_MAX 4096
+
 /* Longest user name we accept or log. */
 #define MAX_USER_LEN 256
 

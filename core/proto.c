@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -71,7 +73,7 @@ pio_init(struct pio *io)
 {
 	memset(io, 0, sizeof(*io));
 	io->fd = io->out_fd = -1;
-	io->in = malloc(INPUT_BUFFER_SIZE);
+	io->in = buffer_map(INPUT_BUFFER_SIZE);
 	io->out = buffer_map(OUTPUT_BUFFER_SIZE);
 	io->chunk = buffer_map(MESSAGE_CHUNK_SIZE);
 	if (io->in == NULL || io->out == NULL || io->chunk == NULL) {
@@ -82,22 +84,22 @@ pio_init(struct pio *io)
 	return 0;
 }
 
-/* An idle session holds one page of output buffer, not 128 KB, and no
- * message bytes (memory per idle session). */
-static void
-release_idle_buffers(struct pio *io)
+/* An idle session or worker holds no buffer page: replies are flushed
+ * before any wait, and input is released when none is buffered. */
+void
+pio_release_idle(struct pio *io)
 {
-	const size_t keep = 4096;
-
-	/* The kept page still holds what was written there; out_high keeps
-	 * counting it, so pio_reset() wipes it. */
-	if (io->out_high > keep) {
-		buffer_release(io->out + keep, OUTPUT_BUFFER_SIZE - keep);
-		io->out_high = keep;
+	if (io->out_len == 0 && io->out_high > 0) {
+		buffer_release(io->out, OUTPUT_BUFFER_SIZE);
+		io->out_high = 0;
 	}
 	if (io->chunk_used) {
 		buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
 		io->chunk_used = 0;
+	}
+	if (io->in_end == 0 && io->in_used) {
+		buffer_release(io->in, INPUT_BUFFER_SIZE);
+		io->in_used = 0;
 	}
 	memory_release_idle();
 }
@@ -115,6 +117,7 @@ pio_attach(struct pio *io, int fd)
 	io->failed = 0;
 	io->bytes_in = io->bytes_out = 0;
 	io->read_timeout_ms = -1;
+	io->rcvtimeo_ms = PIO_RCVTIMEO_UNSET;
 }
 
 /* Everything a session put through the buffers is wiped, so a reused
@@ -122,7 +125,8 @@ pio_attach(struct pio *io, int fd)
 void
 pio_reset(struct pio *io)
 {
-	explicit_bzero(io->in, INPUT_BUFFER_SIZE);
+	if (io->in_used)
+		explicit_bzero(io->in, INPUT_BUFFER_SIZE);
 	if (io->out_len > io->out_high)
 		io->out_high = io->out_len;
 	/* A session of short replies wrote into the first page only: zero
@@ -142,7 +146,8 @@ pio_reset(struct pio *io)
 void
 pio_free(struct pio *io)
 {
-	free(io->in);
+	if (io->in != NULL)
+		munmap(io->in, INPUT_BUFFER_SIZE);
 	if (io->out != NULL)
 		munmap(io->out, OUTPUT_BUFFER_SIZE);
 	if (io->chunk != NULL)
@@ -234,7 +239,8 @@ pio_has_line(const struct pio *io)
 void
 pio_discard_input(struct pio *io)
 {
-	explicit_bzero(io->in, INPUT_BUFFER_SIZE);
+	if (io->in_used)
+		explicit_bzero(io->in, INPUT_BUFFER_SIZE);
 	io->in_start = io->in_end = 0;
 	io->discarding = 0;
 }
@@ -251,30 +257,80 @@ poll_in(int fd, int timeout_ms)
 	return n;
 }
 
+/* The socket's receive timeout, set only when it changes; 0 = none. */
+static int
+set_rcvtimeo(struct pio *io, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = (ms % 1000) * 1000 };
+
+	if (io->rcvtimeo_ms == ms)
+		return 0;
+	if (setsockopt(io->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		return -1;
+	io->rcvtimeo_ms = ms;
+	return 0;
+}
+
 /*
- * Waits for input unless the transport already holds some. A client that
- * stays silent past IDLE_RELEASE_MS gets its session's big buffers given
+ * Waits up to ms for input (ms < 0: for ever). On a socket the read
+ * itself waits, on its receive timeout (SO_RCVTIMEO), so a command costs
+ * one read and no poll; on anything else (inetd on a pipe) poll waits
+ * first. Returns the transport's read, or -1 with EAGAIN on timeout.
+ */
+static ssize_t
+read_within(struct pio *io, int ms)
+{
+	unsigned char *p = io->in + io->in_end;
+	size_t room = INPUT_BUFFER_SIZE - io->in_end;
+
+	if (io->rcvtimeo_ms != PIO_RCVTIMEO_NONE &&
+	    set_rcvtimeo(io, ms < 0 ? 0 : ms) < 0) {
+		if (errno != ENOTSOCK)
+			return -1;
+		io->rcvtimeo_ms = PIO_RCVTIMEO_NONE;
+	}
+	if (io->rcvtimeo_ms == PIO_RCVTIMEO_NONE &&
+	    io->transport->pending(io) == 0) {
+		int n = poll_in(io->fd, ms);
+
+		if (n <= 0) {
+			if (n == 0)
+				errno = EAGAIN;
+			return -1;
+		}
+	}
+	io->in_used = 1;
+	return io->transport->read(io, p, room);
+}
+
+/*
+ * Reads what the client sends next into the input buffer. A client that
+ * stays silent past IDLE_RELEASE_MS gets its session's buffers given
  * back; a busy one (pipelined RETRs) never pays for that, since giving
  * pages back costs TLB flushes and page faults on the next use.
  */
 static enum pio_line_result
-wait_readable(struct pio *io)
+read_input(struct pio *io)
 {
-	int timeout = io->read_timeout_ms, first = IDLE_RELEASE_MS, n;
+	int timeout = io->read_timeout_ms, first = IDLE_RELEASE_MS;
+	ssize_t n;
 
-	if (io->transport->pending(io) > 0)
-		return PIO_LINE;
 	if (timeout >= 0 && timeout < first)
 		first = timeout;
-	n = poll_in(io->fd, first);
-	if (n == 0 && timeout != first) {
-		release_idle_buffers(io);
-		n = poll_in(io->fd, timeout < 0 ? -1 : timeout - first);
+	n = read_within(io, first);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+	    timeout != first) {
+		pio_release_idle(io);
+		n = read_within(io, timeout < 0 ? -1 : timeout - first);
 	}
 	if (n < 0)
-		return PIO_ERROR;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? PIO_TIMEOUT
+							       : PIO_ERROR;
 	if (n == 0)
-		return PIO_TIMEOUT;
+		return PIO_EOF;
+	io->in_end += (size_t)n;
+	io->bytes_in += (size_t)n;
 	return PIO_LINE;
 }
 
@@ -286,7 +342,6 @@ pio_read_line(struct pio *io, char **line_r, size_t *len_r)
 		size_t avail = io->in_end - io->in_start;
 		unsigned char *nl = memchr(start, '\n', avail);
 		enum pio_line_result wait;
-		ssize_t n;
 
 		if (nl != NULL) {
 			size_t len = (size_t)(nl - start);
@@ -319,17 +374,9 @@ pio_read_line(struct pio *io, char **line_r, size_t *len_r)
 		 * for, so send them now (pipelined batches flush once). */
 		if (pio_flush(io) < 0)
 			return PIO_ERROR;
-		wait = wait_readable(io);
+		wait = read_input(io);
 		if (wait != PIO_LINE)
 			return wait;
-		n = io->transport->read(io, io->in + io->in_end,
-					INPUT_BUFFER_SIZE - io->in_end);
-		if (n < 0)
-			return PIO_ERROR;
-		if (n == 0)
-			return PIO_EOF;
-		io->in_end += (size_t)n;
-		io->bytes_in += (size_t)n;
 	}
 }
 
@@ -454,8 +501,9 @@ msg_conv_finish(struct msg_conv *c, unsigned char *out)
  */
 static int
 convert_fd(struct msg_conv *c, int fd, off_t offset, uint64_t length,
-	   unsigned char *chunk, int (*sink)(void *ctx, unsigned char **out_r,
-					     size_t *room_r, size_t used),
+	   unsigned char *chunk, size_t chunk_size,
+	   int (*sink)(void *ctx, unsigned char **out_r, size_t *room_r,
+		       size_t used),
 	   void *ctx)
 {
 	size_t have = 0, room;
@@ -468,8 +516,8 @@ convert_fd(struct msg_conv *c, int fd, off_t offset, uint64_t length,
 		size_t in_used, produced;
 		int eof;
 
-		if (left > 0 && have < MESSAGE_CHUNK_SIZE) {
-			size_t want = MESSAGE_CHUNK_SIZE - have;
+		if (left > 0 && have < chunk_size) {
+			size_t want = chunk_size - have;
 			ssize_t n;
 
 			if (want > left)
@@ -526,7 +574,8 @@ pio_send_message(struct pio *io, int fd, off_t offset, uint64_t length,
 	int ret;
 
 	msg_conv_init(&c, flags, 1, body_limit);
-	ret = convert_fd(&c, fd, offset, length, io->chunk, pio_sink, io);
+	ret = convert_fd(&c, fd, offset, length, io->chunk, MESSAGE_CHUNK_SIZE,
+			 pio_sink, io);
 	io->chunk_used = 1;
 	if (ret < 0)
 		return -1;
@@ -549,30 +598,29 @@ count_sink(void *ctx, unsigned char **out_r, size_t *room_r, size_t used)
 	return 0;
 }
 
+/* In the core's scratch area: the counter's buffer, then the message
+ * bytes read. Both are wiped after. */
 int
 proto_wire_size_fd(int fd, off_t offset, uint64_t length, unsigned flags,
 		   uint64_t *size_r)
 {
+	struct count_sink *cs = memory_core_scratch();
+	unsigned char *chunk = (unsigned char *)(cs + 1);
+	size_t chunk_size = POSTERN_SCRATCH_SIZE - sizeof(*cs);
 	struct msg_conv c;
-	struct count_sink *cs = malloc(sizeof(*cs));
-	unsigned char *chunk = malloc(MESSAGE_CHUNK_SIZE);
 	int ret = POSTERN_TEMPFAIL;
 
-	if (cs != NULL && chunk != NULL) {
-		cs->total = 0;
-		msg_conv_init(&c, flags, 0, -1);
-		if (convert_fd(&c, fd, offset, length, chunk, count_sink, cs) ==
-		    0) {
-			*size_r = cs->total;
-			ret = POSTERN_OK;
-		}
+	if (cs == NULL)
+		return POSTERN_TEMPFAIL;
+	cs->total = 0;
+	msg_conv_init(&c, flags, 0, -1);
+	if (convert_fd(&c, fd, offset, length, chunk, chunk_size, count_sink,
+		       cs) == 0) {
+		*size_r = cs->total;
+		ret = POSTERN_OK;
 	}
-	/* Both held converted message bytes. */
-	if (chunk != NULL)
-		explicit_bzero(chunk, MESSAGE_CHUNK_SIZE);
-	if (cs != NULL)
-		explicit_bzero(cs, sizeof(*cs));
-	free(chunk);
-	free(cs);
+	explicit_bzero(chunk, length < chunk_size ? (size_t)length
+						  : chunk_size);
+	explicit_bzero(cs, sizeof(*cs));
 	return ret;
 }

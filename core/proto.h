@@ -32,6 +32,7 @@ struct pio {
 
 	unsigned char *in;
 	size_t in_start, in_end;
+	int in_used; /* holds pages since the last release */
 	int discarding; /* skipping the rest of an over-long line */
 
 	unsigned char *out;
@@ -41,6 +42,10 @@ struct pio {
 	int chunk_used;       /* holds pages since the last release */
 
 	int read_timeout_ms;
+	/* The socket's SO_RCVTIMEO as last set (ms, 0 = none), or: */
+	int rcvtimeo_ms;
+#define PIO_RCVTIMEO_UNSET (-1) /* not known: set before the next read */
+#define PIO_RCVTIMEO_NONE (-2)  /* not a socket: poll instead */
 	int failed; /* the peer is gone or a write failed */
 	uint64_t bytes_in, bytes_out;
 };
@@ -59,6 +64,10 @@ int pio_init(struct pio *io);
 void pio_attach(struct pio *io, int fd);
 void pio_reset(struct pio *io);
 void pio_free(struct pio *io);
+/* Gives back the pages of every buffer that holds nothing live, and the
+ * process's idle memory (memory_release_idle): for a quiet session or
+ * worker. */
+void pio_release_idle(struct pio *io);
 
 /* Reads one command line (CRLF or LF stripped) into *line_r (valid until
  * the next call), flushing pending replies first when it must block. */

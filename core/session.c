@@ -157,15 +157,30 @@ session_msg_send(struct postern_session *s, unsigned n, long long body_limit)
 	return ret < 0 ? POSTERN_ERROR : POSTERN_OK;
 }
 
+/* For log lines. Sessions run only in workers (or inetd), never in the
+ * master, so the first value a process reads stays true: one getpid()
+ * per worker, not two per session. */
+static pid_t
+session_pid(void)
+{
+	static pid_t pid;
+
+	if (pid == 0)
+		pid = getpid();
+	return pid;
+}
+
 const char *
 session_expand_location(struct postern_session *s, const char *template,
 			const char *user, const char *home,
 			const char **error_r)
 {
-	size_t cap = 4096, o = 0;
-	char *out = arena_alloc(&s->arena, cap);
+	char out[LOCATION_MAX];
+	const size_t cap = sizeof(out);
+	size_t o = 0;
 	const char *at = strchr(user, '@');
 	const char *p = template;
+	char *ret;
 
 #define PUT(str, len)                                                  \
 	do {                                                           \
@@ -175,10 +190,6 @@ session_expand_location(struct postern_session *s, const char *template,
 		o += (len);                                            \
 	} while (0)
 
-	if (out == NULL) {
-		*error_r = "out of session memory";
-		return NULL;
-	}
 	if (p[0] == '~' && (p[1] == '/' || p[1] == '\0')) {
 		if (home == NULL || *home == '\0') {
 			*error_r = "location uses ~ but the user has no home";
@@ -211,8 +222,11 @@ session_expand_location(struct postern_session *s, const char *template,
 			return NULL;
 		}
 	}
-	out[o] = '\0';
-	return out;
+	/* Only the expanded length is kept for the session. */
+	ret = arena_strndup(&s->arena, out, o);
+	if (ret == NULL)
+		*error_r = "out of session memory";
+	return ret;
 too_long:
 	*error_r = "location too long";
 	return NULL;
@@ -385,7 +399,7 @@ login(struct postern_session *s, const char *user, const char *pass,
 	s->io->read_timeout_ms = s->conf->idle_timeout * 1000;
 	log_info("login: user=%s method=%s tls=%s peer=%s pid=%d", safe_user,
 		 method, s->tls ? tls_version(s->io) : "no", s->peer.ip,
-		 (int)getpid());
+		 (int)session_pid());
 	return POSTERN_OK;
 }
 
@@ -500,7 +514,7 @@ log_logout(struct postern_session *s)
 	log_info("logout: user=%s peer=%s pid=%d retrieved=%u/%llu "
 		 "deleted=%u left=%u",
 		 log_safe(safe_user, sizeof(safe_user), s->user), s->peer.ip,
-		 (int)getpid(), s->retrieved,
+		 (int)session_pid(), s->retrieved,
 		 (unsigned long long)s->retrieved_bytes, s->deleted_count,
 		 s->count - s->deleted_count);
 }

@@ -237,8 +237,18 @@ tls_read(struct pio *io, void *buf, size_t len)
 
 	if (ret == 1)
 		return (ssize_t)n;
-	if (SSL_get_error(io->transport_ctx, ret) == SSL_ERROR_ZERO_RETURN)
+	switch (SSL_get_error(io->transport_ctx, ret)) {
+	case SSL_ERROR_ZERO_RETURN:
 		return 0;
+	case SSL_ERROR_WANT_READ:
+		/* The socket's receive timeout ran out (proto.c). */
+		errno = EAGAIN;
+		break;
+	default:
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			errno = EIO;
+		break;
+	}
 	ERR_clear_error();
 	return -1;
 }
@@ -353,6 +363,7 @@ void
 tls_end(struct pio *io)
 {
 	SSL *ssl = io->transport_ctx;
+	int rcvtimeo;
 
 	if (io->transport != &tls_transport || ssl == NULL)
 		return;
@@ -364,7 +375,9 @@ tls_end(struct pio *io)
 	SSL_free(ssl);
 	ERR_clear_error();
 	io->transport_ctx = NULL;
+	rcvtimeo = io->rcvtimeo_ms;
 	pio_attach(io, io->fd);
+	io->rcvtimeo_ms = rcvtimeo;
 }
 
 const char *

@@ -44,7 +44,8 @@ worker_send(int ctl_fd, int fd, const struct worker_handoff *h)
 	return 0;
 }
 
-/* Returns the received fd, or -1 when the master closed the channel. */
+/* Returns the received fd, or -1 with errno (EAGAIN: the channel's
+ * receive timeout ran out; EPIPE: the master closed it). */
 static int
 receive(int ctl_fd, struct worker_handoff *h)
 {
@@ -66,22 +67,54 @@ receive(int ctl_fd, struct worker_handoff *h)
 	do {
 		n = recvmsg(ctl_fd, &msg, MSG_CMSG_CLOEXEC);
 	} while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(*h))
+	if (n != (ssize_t)sizeof(*h)) {
+		if (n >= 0)
+			errno = EPIPE; /* closed, or a short message */
 		return -1;
+	}
 	cmsg = CMSG_FIRSTHDR(&msg);
 	if (cmsg != NULL && cmsg->cmsg_type == SCM_RIGHTS)
 		memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
 	return fd;
 }
 
+static void
+set_timeout(int fd, int option, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000,
+			      .tv_usec = (ms % 1000) * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
+}
+
 void
 worker_prepare_socket(int fd)
 {
-	struct timeval tv = { .tv_sec = WRITE_TIMEOUT };
 	int one = 1;
 
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	set_timeout(fd, SO_SNDTIMEO, WRITE_TIMEOUT * 1000);
+	set_timeout(fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/*
+ * Waits for the next connection. A worker left waiting past
+ * IDLE_RELEASE_MS gives back its buffers' and its memory's idle pages:
+ * the channel's receive timeout ends the first wait, so a busy worker
+ * pays no system call for it.
+ */
+static int
+receive_or_idle(int ctl_fd, struct worker_handoff *h, struct pio *io)
+{
+	int fd = receive(ctl_fd, h);
+
+	if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		pio_release_idle(io);
+		set_timeout(ctl_fd, SO_RCVTIMEO, 0);
+		fd = receive(ctl_fd, h);
+		set_timeout(ctl_fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
+	}
+	return fd;
 }
 
 void
@@ -95,13 +128,15 @@ worker_main(int ctl_fd, const struct server_conf *conf)
 		log_err("worker: out of memory");
 		_exit(1);
 	}
+	set_timeout(ctl_fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
 	for (;;) {
-		int fd = receive(ctl_fd, &h);
+		int fd = receive_or_idle(ctl_fd, &h, &io);
 		int dropped;
 
 		if (fd < 0)
 			break;
 		pio_attach(&io, fd);
+		io.rcvtimeo_ms = IDLE_RELEASE_MS; /* the listener's */
 		dropped = session_run(conf, &io, &h.peer, 0);
 		close(fd);
 		pio_reset(&io);
@@ -155,6 +190,7 @@ worker_inetd(const struct server_conf *conf)
 	}
 	pio_attach(&io, STDIN_FILENO);
 	io.out_fd = is_socket ? STDIN_FILENO : STDOUT_FILENO;
+	io.rcvtimeo_ms = is_socket ? IDLE_RELEASE_MS : PIO_RCVTIMEO_NONE;
 	log_info("connect: peer=%s port=%d listener=inetd", peer.ip,
 		 peer.port);
 	session_run(conf, &io, &peer, 1);

@@ -22,9 +22,11 @@ struct worker_handoff {
 void worker_main(int ctl_fd, const struct server_conf *conf)
 	__attribute__((noreturn));
 
-/* Blocking socket options every session socket gets: a write timeout (a
- * client that stops reading cannot hold a worker) and TCP_NODELAY (no
- * delayed-ACK stalls). The master applies them at accept. */
+/* Socket options every session socket gets: a write timeout (a client
+ * that stops reading cannot hold a worker), a first read timeout of
+ * IDLE_RELEASE_MS (proto.c waits in read, not poll) and TCP_NODELAY (no
+ * delayed-ACK stalls). Set on the listeners, whose accepted sockets
+ * inherit them (no system call per connection), and on an inetd socket. */
 void worker_prepare_socket(int fd);
 
 /* Master side: hands fd to a worker. 0, or -1 (errno) if it is gone. */

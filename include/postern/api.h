@@ -94,10 +94,11 @@ struct postern_api {
 
 	/*
 	 * Replies. reply() sends one status line: "+OK text" when ok, else
-	 * "-ERR [CODE] text" (no space when text is empty). write_line() sends one line of a multi-line
-	 * response (the core dot-stuffs it) and write_end() its final ".".
-	 * Each returns POSTERN_OK, or POSTERN_ERROR when the client is gone
-	 * (return that from the handler).
+	 * "-ERR [CODE] text" (no space when text is empty). write_line()
+	 * sends one line of a multi-line response (the core dot-stuffs it)
+	 * and write_end() its final ".". Each returns POSTERN_OK, or
+	 * POSTERN_ERROR when the client is gone (return that from the
+	 * handler).
 	 */
 	int (*reply)(struct postern_session *s, int ok,
 		     enum postern_resp_code code, const char *fmt, ...)
@@ -140,7 +141,25 @@ struct postern_api {
 	 */
 	int (*wire_size_fd)(int fd, off_t offset, uint64_t length,
 			    unsigned flags, uint64_t *size_r);
+
+	/* --- ABI 1.1: check struct_size before using what follows. --- */
+
+	/*
+	 * Scratch memory for the length of one call into the module, for
+	 * work areas that would otherwise be mapped and faulted in per
+	 * call (crypt_rn's struct crypt_data): at least size bytes, at most
+	 * POSTERN_SCRATCH_SIZE, aligned for any type, zero-filled. It is
+	 * the same area for every caller in a process, so it is yours only
+	 * until your function returns, and before returning you must wipe
+	 * (explicit_bzero) whatever you wrote: the next caller finds zeros
+	 * and no secret stays behind. The core gives its pages back when
+	 * the session goes idle. NULL when size is larger or memory is
+	 * short: fall back to memory of your own.
+	 */
+	void *(*scratch)(size_t size);
 };
+
+#define POSTERN_SCRATCH_SIZE (64 * 1024)
 
 /* Tells the core's writer to turn mboxrd ">From " quoting back into
  * "From " (one '>' less on lines matching ^>+From ). */

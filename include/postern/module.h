@@ -10,6 +10,7 @@
  * ABI change log (append only; bump MINOR for additions at the end of a
  * struct, MAJOR for anything else):
  *   1.0  2026-11-23  first public ABI.
+ *   1.1  2026-11-23  api->scratch (per-call scratch memory).
  */
 #ifndef POSTERN_MODULE_H
 #define POSTERN_MODULE_H
@@ -23,7 +24,7 @@
 #include <postern/storage.h>
 
 #define POSTERN_ABI_MAJOR 1
-#define POSTERN_ABI_MINOR 0
+#define POSTERN_ABI_MINOR 1
 
 #define POSTERN_EXPORT __attribute__((visibility("default")))
 

@@ -5,6 +5,7 @@ pkg-config, drop it into the staged module directory, and use its command
 through the staged daemon."""
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,16 @@ BUILD = os.environ["POSTERN_BUILD_ROOT"]
 def run(argv, **kw):
     return subprocess.run(argv, check=True, capture_output=True, text=True,
                           **kw)
+
+
+def abi_version():
+    """MAJOR.MINOR as include/postern/module.h defines them."""
+    with open(os.path.join(HERE, "..", "..", "include", "postern",
+                           "module.h")) as f:
+        text = f.read()
+    major = re.search(r"#define POSTERN_ABI_MAJOR (\d+)", text).group(1)
+    minor = re.search(r"#define POSTERN_ABI_MINOR (\d+)", text).group(1)
+    return f"{major}.{minor}"
 
 
 class OutOfTreeModule(unittest.TestCase):
@@ -79,7 +90,9 @@ class OutOfTreeModule(unittest.TestCase):
             srv.start()
             listing = run([self.daemon, "--modules", "-c",
                            srv.conf_path]).stdout
-            self.assertRegex(listing, r"command\s+cmd_hello\s+1\.0\s+1\.0")
+            # Its own version 1.0, built against the ABI of our header.
+            self.assertRegex(listing, r"command\s+cmd_hello\s+1\.0\s+%s\b"
+                             % re.escape(abi_version()))
             c, r = srv.login("alice")
             self.assertTrue(r.startswith("+OK"), r)
             self.assertIn("X-HELLO", c.multi("CAPA")[1])

@@ -52,8 +52,6 @@ struct passwd_table {
 	enum passwd_scheme dummy_scheme;
 	char dummy[CRYPT_OUTPUT_SIZE];
 	size_t dummy_len;
-
-	unsigned long crypt_calls;
 };
 
 /* Dovecot's scheme names (case-insensitive) and what follows them. */
@@ -643,25 +641,32 @@ table_insert(struct passwd_table *table, size_t idx)
 }
 
 /*
- * crypt_rn's 32 KB work area, mapped for one hash and unmapped after it:
- * the pages, and whatever the hash left in them, are gone rather than
- * zeroed, so a reused worker neither keeps 32 KB resident for the rest
- * of the session nor holds anything derived from the password. A fresh
- * anonymous mapping is zeroed, as crypt_rn wants it on first use.
+ * crypt_rn's 32 KB work area. The module hashes in the core's scratch
+ * area (api->scratch), resident while the worker is busy, so a login
+ * faults in no page for it; without one, a mapping made for the hash and
+ * unmapped after it. Either way nothing derived from the password stays:
+ * the scratch area is wiped, the mapping is gone. Both start zeroed, as
+ * crypt_rn wants its area on first use.
  */
 static struct crypt_data *
-work_area_map(void)
+work_area_get(void *work)
 {
-	void *p = mmap(NULL, sizeof(struct crypt_data), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p;
 
+	if (work != NULL)
+		return work;
+	p = mmap(NULL, sizeof(struct crypt_data), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
 
 static void
-work_area_unmap(struct crypt_data *cd)
+work_area_put(struct crypt_data *cd, void *work)
 {
-	munmap(cd, sizeof(*cd));
+	if (cd == work)
+		explicit_bzero(cd, sizeof(*cd));
+	else if (cd != NULL)
+		munmap(cd, sizeof(*cd));
 }
 
 /*
@@ -670,8 +675,8 @@ work_area_unmap(struct crypt_data *cd)
  * failed. The work area, which holds the phrase, is wiped either way.
  */
 static int
-crypt_check(struct passwd_table *table, const char *setting_ptr,
-	    size_t setting_len, const char *pass)
+crypt_check(const char *setting_ptr, size_t setting_len, const char *pass,
+	    void *work)
 {
 	char setting[CRYPT_OUTPUT_SIZE];
 	struct crypt_data *cd;
@@ -690,10 +695,9 @@ crypt_check(struct passwd_table *table, const char *setting_ptr,
 		pass = "";
 		too_long = 1;
 	}
-	cd = work_area_map();
+	cd = work_area_get(work);
 	out = cd != NULL ? crypt_rn(pass, setting, cd, sizeof(*cd)) : NULL;
 	saved_errno = errno;
-	table->crypt_calls++;
 	if (out == NULL)
 		ret = -1;
 	else
@@ -701,8 +705,7 @@ crypt_check(struct passwd_table *table, const char *setting_ptr,
 				      setting_len);
 	if (too_long)
 		ret = 0;
-	if (cd != NULL)
-		work_area_unmap(cd);
+	work_area_put(cd, work);
 	explicit_bzero(setting, sizeof(setting));
 	errno = saved_errno;
 	return ret;
@@ -711,12 +714,12 @@ crypt_check(struct passwd_table *table, const char *setting_ptr,
 /* Runs the check an unknown user would have cost; the result is never
  * used. */
 static void
-dummy_check(struct passwd_table *table, const char *pass)
+dummy_check(const struct passwd_table *table, const char *pass, void *work)
 {
 	int saved_errno = errno;
 
 	if (is_crypt_scheme(table->dummy_scheme))
-		(void)crypt_check(table, table->dummy, table->dummy_len, pass);
+		(void)crypt_check(table->dummy, table->dummy_len, pass, work);
 	else if (table->dummy_scheme == PASSWD_SCHEME_PLAIN)
 		(void)passwd_ct_equal(pass, strlen(pass), table->dummy,
 				      table->dummy_len);
@@ -724,8 +727,8 @@ dummy_check(struct passwd_table *table, const char *pass)
 }
 
 int
-passwd_table_verify(struct passwd_table *table, const char *user,
-		    size_t user_len, const char *pass,
+passwd_table_verify(const struct passwd_table *table, const char *user,
+		    size_t user_len, const char *pass, void *work,
 		    const struct passwd_entry **entry_r)
 {
 	const struct passwd_entry *e = NULL;
@@ -736,15 +739,15 @@ passwd_table_verify(struct passwd_table *table, const char *user,
 	*entry_r = e;
 
 	if (e != NULL && is_crypt_scheme(e->scheme)) {
-		match = crypt_check(table, e->password.ptr, e->password.len,
-				    pass);
+		match = crypt_check(e->password.ptr, e->password.len, pass,
+				    work);
 		if (match < 0)
 			return POSTERN_TEMPFAIL;
 		return match ? POSTERN_OK : POSTERN_FAIL;
 	}
 	/* Unknown, invalid, locked or {PLAIN}: pay the usual hash, so
 	 * none of them answers faster than a real user's wrong password. */
-	dummy_check(table, pass);
+	dummy_check(table, pass, work);
 	if (e != NULL && e->scheme == PASSWD_SCHEME_PLAIN &&
 	    passwd_ct_equal(pass, strlen(pass), e->password.ptr,
 			    e->password.len))
@@ -795,21 +798,20 @@ make_dummy(struct passwd_table *table, const char *path, char *error_r,
 	}
 	memcpy(table->dummy, model->password.ptr, model->password.len);
 	table->dummy[model->password.len] = '\0';
-	cd = work_area_map();
+	cd = work_area_get(NULL);
 	out = cd != NULL ? crypt_rn(DUMMY_PHRASE, table->dummy, cd, sizeof(*cd))
 			 : NULL;
 	if (out == NULL || strlen(out) >= sizeof(table->dummy)) {
 		int e = errno;
 
-		if (cd != NULL)
-			work_area_unmap(cd);
+		work_area_put(cd, NULL);
 		return fail(error_r, error_size,
 			    "%s:%u: crypt rejects this hash: %s", path,
 			    model->line, strerror(e));
 	}
 	table->dummy_len = strlen(out);
 	memcpy(table->dummy, out, table->dummy_len + 1);
-	work_area_unmap(cd);
+	work_area_put(cd, NULL);
 	return 0;
 }
 
@@ -1083,11 +1085,6 @@ passwd_table_dummy_scheme(const struct passwd_table *table)
 	return table->dummy_scheme;
 }
 
-unsigned long
-passwd_table_crypt_calls(const struct passwd_table *table)
-{
-	return table->crypt_calls;
-}
 
 int
 passwd_file_id_get(const char *path, struct passwd_file_id *id_r)

@@ -102,8 +102,6 @@ const struct passwd_file_id *passwd_table_file_id(
 	const struct passwd_table *table);
 /* The scheme an unknown user's dummy check runs: the file's most common. */
 enum passwd_scheme passwd_table_dummy_scheme(const struct passwd_table *table);
-/* crypt_rn() calls so far; lets tests see that every path hashes. */
-unsigned long passwd_table_crypt_calls(const struct passwd_table *table);
 
 /* Entry of user (exact bytes), or NULL. O(1). The entry lives as long as
  * the table. */
@@ -119,10 +117,11 @@ const struct passwd_entry *passwd_table_lookup(
  * locked, wrong password: deliberately one code), or POSTERN_TEMPFAIL when
  * crypt itself failed (errno set). *entry_r is set to the user's entry
  * when there is one, even on failure, so the caller can log why.
- * The table is not const: it holds the crypt work area.
+ * work: a zero-filled struct crypt_data to hash in, left zero-filled
+ * again (api->scratch), or NULL to map one for the hash and unmap it.
  */
-int passwd_table_verify(struct passwd_table *table, const char *user,
-			size_t user_len, const char *pass,
+int passwd_table_verify(const struct passwd_table *table, const char *user,
+			size_t user_len, const char *pass, void *work,
 			const struct passwd_entry **entry_r);
 
 /* A user name the table could hold: non-empty, no control characters,

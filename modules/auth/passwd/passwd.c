@@ -7,6 +7,7 @@
  * new file is bad. Each worker reloads its own copy; the master's stays as
  * loaded, so a fresh worker rereads once at its first login.
  */
+#include <crypt.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,8 +83,8 @@ passwd_init(const struct postern_api *api, const struct postern_conf *conf,
 	size_t path_len;
 
 	*mod_r = NULL;
-	if (api->struct_size < offsetof(struct postern_api, session_strndup) +
-				       sizeof(api->session_strndup)) {
+	if (api->struct_size < offsetof(struct postern_api, scratch) +
+				       sizeof(api->scratch)) {
 		*error_r = "auth_passwd: the core's services table is too old";
 		return POSTERN_FAIL;
 	}
@@ -138,7 +139,10 @@ reload_if_changed(struct passwd_mod *m)
 		}
 		return;
 	}
-	m->stat_errno = 0;
+	/* Written only when it changes: this struct was made by the master,
+	 * and a write would copy its page into every worker. */
+	if (m->stat_errno != 0)
+		m->stat_errno = 0;
 	if (passwd_file_id_equal(&id, passwd_table_file_id(m->table)) ||
 	    (m->have_failed_id && passwd_file_id_equal(&id, &m->failed_id)))
 		return;
@@ -192,7 +196,9 @@ passwd_verify_plain(void *mod, struct postern_session *s, const char *user,
 	int ret;
 
 	reload_if_changed(m);
-	ret = passwd_table_verify(m->table, user, user_len, pass, &e);
+	ret = passwd_table_verify(m->table, user, user_len, pass,
+				  m->api->scratch(sizeof(struct crypt_data)),
+				  &e);
 	switch (ret) {
 	case POSTERN_OK:
 		fill_grant(m, s, e, grant_r);

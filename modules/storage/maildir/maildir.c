@@ -95,6 +95,7 @@ struct md_box {
 	const char *user;
 	int dir_fd;
 	int sub_fd[DIR_COUNT];
+	int dir_read[DIR_COUNT]; /* sub_fd's read position has moved */
 	int lock_fd;
 	struct md_msg *msgs;
 	unsigned count;
@@ -216,7 +217,9 @@ want_key_cmp(const void *key, const void *elem)
  * a stat per file; only file systems that do not fill it in cost one
  * fstatat each. Reads with getdents64 into a stack buffer rather than
  * readdir's 32 KB heap buffer, which would stay resident in every idle
- * session. Returns POSTERN_OK or POSTERN_TEMPFAIL with *error_r.
+ * session, from the session's own descriptor of the directory (rewound
+ * for a rescan, rather than opening the directory again). Returns
+ * POSTERN_OK or POSTERN_TEMPFAIL with *error_r.
  */
 static int
 walk_dir(struct md_box *b, int dir,
@@ -224,19 +227,19 @@ walk_dir(struct md_box *b, int dir,
 		    void *ctx),
 	 void *ctx, const char **error_r)
 {
-	int fd = openat(b->sub_fd[dir], ".",
-			O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = b->sub_fd[dir];
 	union {
 		char bytes[8192];
 		struct dirent64 align;
 	} buf;
 	ssize_t n;
 
-	if (fd < 0) {
-		*error_r = box_error(b, "opendir %s/%s: %s", b->path,
+	if (b->dir_read[dir] && lseek(fd, 0, SEEK_SET) < 0) {
+		*error_r = box_error(b, "rewinddir %s/%s: %s", b->path,
 				     dir_names[dir], strerror(errno));
 		return POSTERN_TEMPFAIL;
 	}
+	b->dir_read[dir] = 1;
 	while ((n = getdents64(fd, buf.bytes, sizeof(buf.bytes))) > 0) {
 		for (ssize_t off = 0; off < n;) {
 			const struct dirent64 *de =
@@ -260,10 +263,8 @@ walk_dir(struct md_box *b, int dir,
 	if (n < 0) {
 		*error_r = box_error(b, "readdir %s/%s: %s", b->path,
 				     dir_names[dir], strerror(errno));
-		close(fd);
 		return POSTERN_TEMPFAIL;
 	}
-	close(fd);
 	return POSTERN_OK;
 }
 
@@ -938,8 +939,8 @@ md_msg_open(void *box, unsigned idx, struct postern_msg_data *data_r,
 		m->size_src = SIZE_NONE;
 		b->cache_dirty = 1;
 	}
-	/* The core reads it: make it an ordinary blocking fd again. */
-	(void)fcntl(fd, F_SETFL, 0);
+	/* O_NONBLOCK stays: open_msg let only a regular file through, on
+	 * which it changes nothing (one system call less per message). */
 	data_r->fd = fd;
 	data_r->offset = 0;
 	data_r->length = (uint64_t)st.st_size;

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -237,6 +239,96 @@ test_line_reader(void **state)
 	close(sv[0]);
 }
 
+/* Whether any byte of the page at p is resident (mincore). */
+static int
+resident(const void *p)
+{
+	unsigned char vec = 0;
+	long page = sysconf(_SC_PAGESIZE);
+	void *start = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
+
+	assert_int_equal(mincore(start, (size_t)page, &vec), 0);
+	return vec & 1;
+}
+
+/*
+ * Waiting on a socket: the read itself waits on SO_RCVTIMEO (no poll),
+ * first for IDLE_RELEASE_MS, when the buffers go back, then for the rest
+ * of the read timeout.
+ */
+static void
+test_read_timeouts_socket(void **state)
+{
+	int sv[2];
+	struct pio io;
+	char *line;
+	size_t len;
+	struct timespec t0, t1;
+	long long ms;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(pio_init(&io), 0);
+	pio_attach(&io, sv[0]);
+	io.read_timeout_ms = IDLE_RELEASE_MS + 300;
+
+	assert_int_equal(write(sv[1], "NOOP\r\n", 6), 6);
+	assert_int_equal(pio_read_line(&io, &line, &len), PIO_LINE);
+	assert_int_equal(io.rcvtimeo_ms, IDLE_RELEASE_MS);
+	assert_int_equal(pio_puts(&io, "+OK\r\n"), 0);
+	assert_true(resident(io.in));
+	assert_true(resident(io.out));
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(pio_read_line(&io, &line, &len), PIO_TIMEOUT);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000LL +
+	     (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= IDLE_RELEASE_MS + 300 - 20);
+	assert_true(ms < IDLE_RELEASE_MS + 300 + 1000);
+	/* The reply went out before the wait; the buffers went back. */
+	assert_int_equal(read(sv[1], (char[8]){ 0 }, 8), 5);
+	assert_false(resident(io.in));
+	assert_false(resident(io.out));
+	assert_int_equal(io.rcvtimeo_ms, 300);
+
+	/* The next wait starts with the first timeout again; data wakes
+	 * the read at once. */
+	assert_int_equal(write(sv[1], "QUIT\r\n", 6), 6);
+	assert_int_equal(pio_read_line(&io, &line, &len), PIO_LINE);
+	assert_string_equal(line, "QUIT");
+	assert_int_equal(io.rcvtimeo_ms, IDLE_RELEASE_MS);
+	pio_free(&io);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* inetd on a pipe: no SO_RCVTIMEO there, so poll does the waiting. */
+static void
+test_read_timeouts_pipe(void **state)
+{
+	int p[2];
+	struct pio io;
+	char *line;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(pio_init(&io), 0);
+	pio_attach(&io, p[0]);
+	io.out_fd = -1;
+	io.read_timeout_ms = 100;
+	assert_int_equal(write(p[1], "STAT\n", 5), 5);
+	assert_int_equal(pio_read_line(&io, &line, &len), PIO_LINE);
+	assert_string_equal(line, "STAT");
+	assert_int_equal(io.rcvtimeo_ms, PIO_RCVTIMEO_NONE);
+	assert_int_equal(pio_read_line(&io, &line, &len), PIO_TIMEOUT);
+	close(p[1]);
+	assert_int_equal(pio_read_line(&io, &line, &len), PIO_EOF);
+	pio_free(&io);
+	close(p[0]);
+}
+
 int
 main(void)
 {
@@ -249,6 +341,8 @@ main(void)
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_send_and_size_agree),
 		cmocka_unit_test(test_line_reader),
+		cmocka_unit_test(test_read_timeouts_socket),
+		cmocka_unit_test(test_read_timeouts_pipe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,12 +92,34 @@ fake_strndup(struct postern_session *s, const char *str, size_t len)
 	return p;
 }
 
+/* The core's scratch area, which every user must leave all zero. */
+static unsigned char scratch[POSTERN_SCRATCH_SIZE];
+static unsigned scratch_calls;
+
+static void *
+fake_scratch(size_t size)
+{
+	assert_true(size <= sizeof(scratch));
+	for (size_t i = 0; i < sizeof(scratch); i++)
+		assert_int_equal(scratch[i], 0);
+	scratch_calls++;
+	return scratch;
+}
+
+static void
+assert_scratch_wiped(void)
+{
+	for (size_t i = 0; i < sizeof(scratch); i++)
+		assert_int_equal(scratch[i], 0);
+}
+
 static const struct postern_api api = {
 	.struct_size = sizeof(struct postern_api),
 	.log = fake_log,
 	.conf_string = fake_conf_string,
 	.conf_bool = fake_conf_bool,
 	.session_strndup = fake_strndup,
+	.scratch = fake_scratch,
 };
 
 static void
@@ -177,9 +199,14 @@ verify(void *mod, const char *user, const char *pass,
        struct postern_grant *grant_r, struct postern_session *s)
 {
 	const char *error = NULL;
+	unsigned calls = scratch_calls;
+	int ret = postern_module.auth->verify_plain(mod, s, user, pass,
+						    grant_r, &error);
 
-	return postern_module.auth->verify_plain(mod, s, user, pass, grant_r,
-						 &error);
+	/* Every check hashes in the core's scratch area and wipes it. */
+	assert_int_equal(scratch_calls, calls + 1);
+	assert_scratch_wiped();
+	return ret;
 }
 
 static void
