@@ -918,7 +918,14 @@ def bench_server(args, sb, server, res):
         want = args.scenarios
         if "login" in want:
             for n in (1, 16, 64):
+                if n == 16:
+                    floor = crypt_floor(args, server.sb)
                 measure_login(args, server, res, f"login{n}", n)
+                if n == 16 and "login16_cpu" in res:
+                    # The crypt measured beside the window, before and
+                    # after it: the machine's speed drifts over minutes.
+                    floor = (floor + crypt_floor(args, server.sb)) / 2
+                    res["login16_crypts"] = res["login16_cpu"] / floor
         if server.tls and "tlslogin" in want:
             measure_login(args, server, res, "tlslogin16", 16, tls=True)
         if "download" in want:
@@ -1059,6 +1066,8 @@ ROWS = [
     ("login16_rate", "login storm N=16", "sessions/s", True, "{:.0f}"),
     ("login64_rate", "login storm N=64", "sessions/s", True, "{:.0f}"),
     ("login16_cpu", "CPU per login, N=16", "ms", False, "{:.2f}"),
+    ("login16_crypts", "CPU per login, N=16, in SHA512-crypts measured "
+     "beside it", "x", False, "{:.2f}"),
     ("plain1_rate", "login storm N=1, {PLAIN} passwords", "sessions/s",
      True, "{:.0f}"),
     ("plain16_rate", "login storm N=16, {PLAIN} passwords", "sessions/s",
@@ -1201,11 +1210,11 @@ def targets(runs, extra):
         True, f"{pv and bv and pv / bv:.2f}x of {bs}" if pv and bv else "")
     crypt = statistics.median(extra["crypt_ms"]) if extra.get("crypt_ms") \
         else None
-    pc = m("postern", "login16_cpu")
-    add("CPU per login <= 1.2x one SHA512-crypt",
-        pc / crypt if pc and crypt else None, 1.2, False,
-        f"{pc / crypt:.2f}x ({pc:.2f} ms vs {crypt:.2f} ms)"
-        if pc and crypt else "")
+    pc, pr = m("postern", "login16_cpu"), m("postern", "login16_crypts")
+    add("CPU per login <= 1.2x one SHA512-crypt", pr, 1.2, False,
+        f"{pr:.2f}x (crypt measured beside each window; {pc:.2f} ms vs "
+        f"{crypt:.2f} ms at the start of the runs)"
+        if pr and pc and crypt else "")
     pv = m("postern", "plain16_rate")
     bv, bs = best("plain16_rate", among=["dovecot", "dovecot-sc0"])
     add("{PLAIN} login N=16 >= 10x Dovecot", pv / bv if pv and bv else None,
