@@ -257,16 +257,22 @@ poll_in(int fd, int timeout_ms)
 	return n;
 }
 
-/* The socket's receive timeout, set only when it changes; 0 = none. */
-static int
-set_rcvtimeo(struct pio *io, int ms)
+int
+socket_set_timeout(int fd, int option, int ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000,
 			      .tv_usec = (ms % 1000) * 1000 };
 
+	return setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
+}
+
+/* The socket's receive timeout, set only when it changes; 0 = none. */
+static int
+set_rcvtimeo(struct pio *io, int ms)
+{
 	if (io->rcvtimeo_ms == ms)
 		return 0;
-	if (setsockopt(io->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+	if (socket_set_timeout(io->fd, SO_RCVTIMEO, ms) < 0)
 		return -1;
 	io->rcvtimeo_ms = ms;
 	return 0;

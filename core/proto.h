@@ -68,6 +68,8 @@ void pio_free(struct pio *io);
  * process's idle memory (memory_release_idle): for a quiet session or
  * worker. */
 void pio_release_idle(struct pio *io);
+/* SO_RCVTIMEO or SO_SNDTIMEO of fd, in ms (0: none). 0, or -1 (errno). */
+int socket_set_timeout(int fd, int option, int ms);
 
 /* Reads one command line (CRLF or LF stripped) into *line_r (valid until
  * the next call), flushing pending replies first when it must block. */

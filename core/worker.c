@@ -78,22 +78,13 @@ receive(int ctl_fd, struct worker_handoff *h)
 	return fd;
 }
 
-static void
-set_timeout(int fd, int option, int ms)
-{
-	struct timeval tv = { .tv_sec = ms / 1000,
-			      .tv_usec = (ms % 1000) * 1000 };
-
-	setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
-}
-
 void
 worker_prepare_socket(int fd)
 {
 	int one = 1;
 
-	set_timeout(fd, SO_SNDTIMEO, WRITE_TIMEOUT * 1000);
-	set_timeout(fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
+	socket_set_timeout(fd, SO_SNDTIMEO, WRITE_TIMEOUT * 1000);
+	socket_set_timeout(fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
@@ -110,9 +101,9 @@ receive_or_idle(int ctl_fd, struct worker_handoff *h, struct pio *io)
 
 	if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		pio_release_idle(io);
-		set_timeout(ctl_fd, SO_RCVTIMEO, 0);
+		socket_set_timeout(ctl_fd, SO_RCVTIMEO, 0);
 		fd = receive(ctl_fd, h);
-		set_timeout(ctl_fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
+		socket_set_timeout(ctl_fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
 	}
 	return fd;
 }
@@ -128,7 +119,7 @@ worker_main(int ctl_fd, const struct server_conf *conf)
 		log_err("worker: out of memory");
 		_exit(1);
 	}
-	set_timeout(ctl_fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
+	socket_set_timeout(ctl_fd, SO_RCVTIMEO, IDLE_RELEASE_MS);
 	for (;;) {
 		int fd = receive_or_idle(ctl_fd, &h, &io);
 		int dropped;
