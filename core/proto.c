@@ -130,14 +130,17 @@ pio_reset(struct pio *io)
 	if (io->out_len > io->out_high)
 		io->out_high = io->out_len;
 	/* A session of short replies wrote into the first page only: zero
-	 * it and keep it. Anything bigger goes back (and reads as zeros). */
-	if (io->out_high <= 4096)
+	 * it and keep it (out_high still counts it, for the next wipe and
+	 * the idle release). Anything bigger goes back (and reads as
+	 * zeros). */
+	if (io->out_high <= 4096) {
 		explicit_bzero(io->out, io->out_high);
-	else
+	} else {
 		buffer_release(io->out, OUTPUT_BUFFER_SIZE);
+		io->out_high = 0;
+	}
 	if (io->chunk_used)
 		buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
-	io->out_high = 0;
 	io->chunk_used = 0;
 	io->fd = -1;
 	io->in_start = io->in_end = io->out_len = 0;

@@ -64,6 +64,14 @@ def read_memory(pid):
     return out
 
 
+def private_dirty_kb(pid):
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1])
+    raise AssertionError("no Private_Dirty in smaps_rollup of %d" % pid)
+
+
 def find_in_memory(pid, needles):
     """{needle: [where]} for each needle found in pid's memory."""
     found = {}
@@ -210,6 +218,20 @@ class WorkerWipeTest(PosternTest):
         self.assertTrue(self.bob_session_on(pid),
                         "bob never got alice's worker %d" % pid)
         self.assert_clean(pid, "worker after alice then bob")
+
+    def test_idle_worker_gives_pages_back(self):
+        # A worker left waiting for a second hands back its buffers, its
+        # session memory's spare pages and the crypt work area (32 KB),
+        # all wiped first: its private memory drops, and no secret
+        # comes back with it.
+        pid = self.alice_session()
+        busy = private_dirty_kb(pid)
+        time.sleep(1.5 * h.SLOW)
+        idle = private_dirty_kb(pid)
+        self.assertLessEqual(idle, busy - 32,
+                             "worker %d: %d KB private before its idle "
+                             "release, %d KB after" % (pid, busy, idle))
+        self.assert_clean(pid, "worker after its idle release")
 
     def test_pipelined_login_leaves_nothing(self):
         # USER and PASS in the client's first bytes: the master sees them
