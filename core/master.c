@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -188,11 +189,25 @@ list_unlink(struct conn_list *l, struct conn *c)
 	c->prev = c->next = NULL;
 }
 
+/*
+ * Takes fd out of the epoll set before it is closed. close() alone does
+ * that only once no process holds the socket any more, and a worker just
+ * forked holds copies of every descriptor until it closes them: its
+ * registration, pointing at a struct about to be freed, would otherwise
+ * stay in the set and come back as an event.
+ */
+static void
+close_registered(struct master *m, int fd)
+{
+	epoll_ctl(m->epfd, EPOLL_CTL_DEL, fd, NULL);
+	close(fd);
+}
+
 static void
 conn_close(struct master *m, struct conn *c)
 {
 	list_unlink(c->ready ? &m->ready : &m->waiting, c);
-	close(c->fd); /* also removes it from epoll */
+	close_registered(m, c->fd);
 	ip_release(m, c->ip);
 	free(c);
 }
@@ -253,6 +268,8 @@ worker_spawn(struct master *m)
 		worker_main(sv[1], m->conf);
 	}
 	close(sv[1]);
+	/* The master's end never blocks (the worker's end does). */
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	w->item.kind = ITEM_WORKER;
 	w->pid = pid;
 	w->ctl_fd = sv[0];
@@ -274,7 +291,7 @@ worker_retire(struct master *m, struct worker *w)
 {
 	if (w->ctl_fd < 0)
 		return;
-	close(w->ctl_fd);
+	close_registered(m, w->ctl_fd);
 	w->ctl_fd = -1;
 	if (w->ip == NULL)
 		m->n_idle--;
@@ -471,9 +488,10 @@ worker_event(struct master *m, struct worker *w)
 	char buf[16];
 	ssize_t n = read(w->ctl_fd, buf, sizeof(buf));
 
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return; /* nothing after all: the channel never blocks us */
 	if (n <= 0) {
 		/* Gone or going: reaped on SIGCHLD. */
-		epoll_ctl(m->epfd, EPOLL_CTL_DEL, w->ctl_fd, NULL);
 		worker_retire(m, w);
 		return;
 	}
@@ -519,7 +537,7 @@ reap_workers(struct master *m)
 			log_warning("worker: pid=%d exited with status %d",
 				    (int)pid, WEXITSTATUS(status));
 		if (w->ctl_fd >= 0) {
-			close(w->ctl_fd);
+			close_registered(m, w->ctl_fd);
 			if (w->ip == NULL)
 				m->n_idle--;
 		}

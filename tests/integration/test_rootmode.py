@@ -5,6 +5,8 @@ grants without a uid are refused. Runs only as root."""
 
 import os
 import re
+import socket
+import threading
 import time
 import unittest
 
@@ -58,6 +60,62 @@ class RootStartupTest(PosternTest):
         c, r = srv.login("rootuser", "pw-rootuser")
         self.addCleanup(c.close)
         self.assertTrue(r.startswith("-ERR"), r)
+
+
+def storm(port, users, seconds):
+    """Clients that log in, STAT and QUIT as fast as the server lets them,
+    one thread per user, for seconds. Returns (sessions, [problems])."""
+    done, problems = [0], []
+    stop = time.monotonic() + seconds
+
+    def one(user):
+        while time.monotonic() < stop and len(problems) < 5:
+            try:
+                with socket.create_connection(("127.0.0.1", port),
+                                              timeout=10 * h.SLOW) as s:
+                    f = s.makefile("rwb")
+                    replies = [f.readline()]
+                    for cmd in (b"USER " + user.encode(), b"PASS pw-"
+                                + user.encode(), b"STAT", b"QUIT"):
+                        f.write(cmd + b"\r\n")
+                        f.flush()
+                        replies.append(f.readline())
+                bad = [r for r in replies if not r.startswith(b"+OK")]
+                if bad:
+                    problems.append("%s: %r" % (user, bad[0]))
+                done[0] += 1
+            except OSError as e:
+                problems.append("%s: %s" % (user, e))
+
+    threads = [threading.Thread(target=one, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0], problems
+
+
+@unittest.skipUnless(h.IS_ROOT, "root mode needs the tests to run as root")
+class RootStormTest(PosternTest):
+    def test_storm_then_stop(self):
+        # Every session forks a worker and every worker exits: the
+        # master's bookkeeping of exiting workers must survive a storm
+        # (a channel closed while a just-forked worker still held it once
+        # left a stale registration that hung the master), and it must
+        # still stop at once afterwards.
+        names = ["s%02d" % i for i in range(12)]
+        srv = self.server([User(n, "pw-" + n, MSGS, scheme="plain",
+                                uid=NOBODY, gid=NOGROUP) for n in names],
+                          drop_user=False,
+                          server={"max_sessions_per_ip": 100})
+        sessions, problems = storm(srv.port, names, 3 * h.SLOW)
+        self.assertEqual(problems, [])
+        self.assertGreater(sessions, 50)
+        t0 = time.monotonic()
+        rc = srv.stop(timeout=10 * h.SLOW)
+        self.assertLess(time.monotonic() - t0, 5 * h.SLOW,
+                        "the master took too long to stop")
+        self.assertEqual(rc, 0)
 
 
 @unittest.skipUnless(h.IS_ROOT, "root mode needs the tests to run as root")
