@@ -2,7 +2,6 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <postern/api.h>
@@ -27,6 +26,22 @@ struct arena_block {
 	max_align_t data[];
 };
 
+void *
+memory_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void
+memory_discard(void *p, size_t size)
+{
+	if (madvise(p, size, MADV_DONTNEED) < 0)
+		explicit_bzero(p, size); /* cannot happen; wipe anyway */
+}
+
 /* This process's kept block, and whether an arena is using it. */
 static struct arena_block *kept;
 static int kept_busy;
@@ -48,10 +63,9 @@ block_map(size_t size)
 	size_t page = page_size();
 	size_t len = (sizeof(struct arena_block) + size + page - 1) &
 		     ~(page - 1);
-	struct arena_block *b = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct arena_block *b = memory_map(len);
 
-	if (b == MAP_FAILED)
+	if (b == NULL)
 		return NULL;
 	b->size = len - sizeof(*b);
 	return b;
@@ -191,7 +205,7 @@ kept_release(void)
 	start = ((uintptr_t)kept->data + kept->used + page - 1) & ~(page - 1);
 	end = (uintptr_t)kept->data + kept->size;
 	if (end > start)
-		madvise((void *)start, end - start, MADV_DONTNEED);
+		memory_discard((void *)start, end - start);
 }
 
 /*
@@ -208,14 +222,8 @@ static unsigned char *scratch;
 static unsigned char *
 scratch_map(void)
 {
-	if (scratch == NULL) {
-		void *p = mmap(NULL, 2 * POSTERN_SCRATCH_SIZE,
-			       PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (p != MAP_FAILED)
-			scratch = p;
-	}
+	if (scratch == NULL)
+		scratch = memory_map(2 * POSTERN_SCRATCH_SIZE);
 	return scratch;
 }
 
@@ -247,7 +255,7 @@ memory_release_idle(void)
 	stack_release();
 	kept_release();
 	if (scratch != NULL)
-		madvise(scratch, 2 * POSTERN_SCRATCH_SIZE, MADV_DONTNEED);
+		memory_discard(scratch, 2 * POSTERN_SCRATCH_SIZE);
 }
 
 void

@@ -35,6 +35,12 @@ void memory_release(void);
  * worker.c). */
 void memory_release_idle(void);
 
+/* An anonymous private mapping of size bytes (zero-filled), or NULL. */
+void *memory_map(size_t size);
+/* Gives the pages of [p, p+size) of such a mapping back (MADV_DONTNEED):
+ * released and wiped at once, they read as zeros on the next touch. */
+void memory_discard(void *p, size_t size);
+
 /* api->scratch: POSTERN_SCRATCH_SIZE bytes, zero-filled, for the length
  * of one call into a module, whose callers wipe what they wrote. NULL
  * when size is larger or memory is short. */

@@ -48,34 +48,18 @@ static const struct pio_transport plain_transport = {
 };
 
 /*
- * The big buffers are their own anonymous mappings, so that giving their
- * pages back (MADV_DONTNEED) both releases the memory of an idle session
- * and wipes it: the next touch reads zeros.
+ * The big buffers are their own anonymous mappings (memory_map), so that
+ * giving their pages back (memory_discard) both releases the memory of an
+ * idle session and wipes it: the next touch reads zeros.
  */
-static void *
-buffer_map(size_t size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
-static void
-buffer_release(void *p, size_t size)
-{
-	if (madvise(p, size, MADV_DONTNEED) < 0)
-		explicit_bzero(p, size); /* cannot happen; wipe anyway */
-}
-
 int
 pio_init(struct pio *io)
 {
 	memset(io, 0, sizeof(*io));
 	io->fd = io->out_fd = -1;
-	io->in = buffer_map(INPUT_BUFFER_SIZE);
-	io->out = buffer_map(OUTPUT_BUFFER_SIZE);
-	io->chunk = buffer_map(MESSAGE_CHUNK_SIZE);
+	io->in = memory_map(INPUT_BUFFER_SIZE);
+	io->out = memory_map(OUTPUT_BUFFER_SIZE);
+	io->chunk = memory_map(MESSAGE_CHUNK_SIZE);
 	if (io->in == NULL || io->out == NULL || io->chunk == NULL) {
 		pio_free(io);
 		return -1;
@@ -90,15 +74,15 @@ void
 pio_release_idle(struct pio *io)
 {
 	if (io->out_len == 0 && io->out_high > 0) {
-		buffer_release(io->out, OUTPUT_BUFFER_SIZE);
+		memory_discard(io->out, OUTPUT_BUFFER_SIZE);
 		io->out_high = 0;
 	}
 	if (io->chunk_used) {
-		buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
+		memory_discard(io->chunk, MESSAGE_CHUNK_SIZE);
 		io->chunk_used = 0;
 	}
 	if (io->in_end == 0 && io->in_used) {
-		buffer_release(io->in, INPUT_BUFFER_SIZE);
+		memory_discard(io->in, INPUT_BUFFER_SIZE);
 		io->in_used = 0;
 	}
 	memory_release_idle();
@@ -136,11 +120,11 @@ pio_reset(struct pio *io)
 	if (io->out_high <= 4096) {
 		explicit_bzero(io->out, io->out_high);
 	} else {
-		buffer_release(io->out, OUTPUT_BUFFER_SIZE);
+		memory_discard(io->out, OUTPUT_BUFFER_SIZE);
 		io->out_high = 0;
 	}
 	if (io->chunk_used)
-		buffer_release(io->chunk, MESSAGE_CHUNK_SIZE);
+		memory_discard(io->chunk, MESSAGE_CHUNK_SIZE);
 	io->chunk_used = 0;
 	io->fd = -1;
 	io->in_start = io->in_end = io->out_len = 0;

@@ -17,18 +17,7 @@
 #include <postern/api.h>
 
 #include "arena.h"
-
-/* Whether the page holding p is resident (mincore). */
-static int
-resident(const void *p)
-{
-	long page = sysconf(_SC_PAGESIZE);
-	void *start = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
-	unsigned char vec = 0;
-
-	assert_int_equal(mincore(start, (size_t)page, &vec), 0);
-	return vec & 1;
-}
+#include "resident.h"
 
 static int
 all_zero(const unsigned char *p, size_t len)

@@ -16,6 +16,7 @@
 
 #include "params.h"
 #include "proto.h"
+#include "resident.h"
 
 /* Converts in one go through a tiny output window, so every boundary case
  * of the incremental converter is exercised. */
@@ -237,18 +238,6 @@ test_line_reader(void **state)
 	assert_int_equal(pio_read_line(&io, &line, &len), PIO_EOF);
 	pio_free(&io);
 	close(sv[0]);
-}
-
-/* Whether any byte of the page at p is resident (mincore). */
-static int
-resident(const void *p)
-{
-	unsigned char vec = 0;
-	long page = sysconf(_SC_PAGESIZE);
-	void *start = (void *)((uintptr_t)p & ~(uintptr_t)(page - 1));
-
-	assert_int_equal(mincore(start, (size_t)page, &vec), 0);
-	return vec & 1;
 }
 
 /*
