@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -57,7 +59,8 @@ struct worker {
 	struct item item;
 	pid_t pid;
 	int ctl_fd;
-	unsigned generation;
+	unsigned slot;   /* in the board, or WORKER_NO_SLOT */
+	unsigned given;  /* sessions handed to it */
 	struct ip_count *ip; /* of the session it serves; NULL when idle */
 	struct worker *next;
 };
@@ -77,7 +80,12 @@ struct master {
 	int epfd, sigfd;
 	int stopping;
 	int reap; /* SIGCHLD seen: reap after the event batch */
-	unsigned generation;
+
+	/* Shared with the workers (worker.h); slots of reaped workers are
+	 * reused from free_slots before new ones are taken. */
+	struct worker_board *board;
+	unsigned *free_slots;
+	unsigned n_free_slots, slots_used;
 
 	/* Held connections: silent ones in deadline order (one timeout for
 	 * all, so arrival order), and those that spoke, queued for a worker.
@@ -236,6 +244,23 @@ child_setup(struct master *m)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+static unsigned
+slot_take(struct master *m)
+{
+	if (m->n_free_slots > 0)
+		return m->free_slots[--m->n_free_slots];
+	if (m->board != NULL && m->slots_used < WORKER_BOARD_SLOTS)
+		return m->slots_used++;
+	return WORKER_NO_SLOT;
+}
+
+static void
+slot_give_back(struct master *m, unsigned slot)
+{
+	if (slot != WORKER_NO_SLOT)
+		m->free_slots[m->n_free_slots++] = slot;
+}
+
 static struct worker *
 worker_spawn(struct master *m)
 {
@@ -254,18 +279,22 @@ worker_spawn(struct master *m)
 		close(sv[1]);
 		return NULL;
 	}
+	w->slot = slot_take(m);
+	if (w->slot != WORKER_NO_SLOT)
+		atomic_store(&m->board->done[w->slot], 0);
 	pid = fork();
 	if (pid < 0) {
 		log_err("worker: fork: %s", strerror(errno));
 		close(sv[0]);
 		close(sv[1]);
+		slot_give_back(m, w->slot);
 		free(w);
 		return NULL;
 	}
 	if (pid == 0) {
 		close(sv[0]);
 		child_setup(m);
-		worker_main(sv[1], m->conf);
+		worker_main(sv[1], m->conf, m->board, w->slot);
 	}
 	close(sv[1]);
 	/* The master's end never blocks (the worker's end does). */
@@ -273,7 +302,6 @@ worker_spawn(struct master *m)
 	w->item.kind = ITEM_WORKER;
 	w->pid = pid;
 	w->ctl_fd = sv[0];
-	w->generation = m->generation;
 	ev.data.ptr = w;
 	epoll_ctl(m->epfd, EPOLL_CTL_ADD, w->ctl_fd, &ev);
 	w->next = m->workers;
@@ -297,17 +325,58 @@ worker_retire(struct master *m, struct worker *w)
 		m->n_idle--;
 }
 
+/* Whether w, busy as far as we knew, has ended its session: then it is
+ * idle again and its client address counts one session less. */
+static int
+collect(struct master *m, struct worker *w)
+{
+	if (w->ip == NULL || w->ctl_fd < 0 || w->slot == WORKER_NO_SLOT ||
+	    atomic_load(&m->board->done[w->slot]) != w->given)
+		return 0;
+	ip_release(m, w->ip);
+	w->ip = NULL;
+	m->n_idle++;
+	return 1;
+}
+
+static void
+collect_all(struct master *m)
+{
+	for (struct worker *w = m->workers; w != NULL; w = w->next)
+		collect(m, w);
+}
+
+/* Workers are kept most recently handed a session first: the next
+ * session gets a worker whose pages are warm, and idle spares stay
+ * cold. */
 static struct worker *
 idle_worker(struct master *m)
 {
 	for (struct worker *w = m->workers; w != NULL; w = w->next) {
-		if (w->ctl_fd >= 0 && w->ip == NULL)
+		if (w->ctl_fd >= 0 && (w->ip == NULL || collect(m, w)))
 			return w;
 	}
 	return NULL;
 }
 
-/* Hands ready connections to idle workers, forking more as needed. */
+static void
+move_to_front(struct master *m, struct worker *w)
+{
+	struct worker **p;
+
+	for (p = &m->workers; *p != w; p = &(*p)->next) {
+	}
+	*p = w->next;
+	w->next = m->workers;
+	m->workers = w;
+}
+
+/*
+ * Hands ready connections to idle workers, forking more as needed. When
+ * some must wait for a worker to finish, asks the workers to say so
+ * (notify), then looks once more: a worker that ended its session before
+ * it could see notify has its count on the board by then.
+ */
 static void
 dispatch_ready(struct master *m)
 {
@@ -319,6 +388,11 @@ dispatch_ready(struct master *m)
 
 		if (w == NULL && m->n_workers < (unsigned)m->conf->max_sessions)
 			w = worker_spawn(m);
+		if (w == NULL && m->board != NULL &&
+		    !atomic_load(&m->board->notify)) {
+			atomic_store(&m->board->notify, 1);
+			w = idle_worker(m);
+		}
 		if (w == NULL)
 			return; /* all busy: it waits for one to finish */
 		memset(&h, 0, sizeof(h));
@@ -331,16 +405,22 @@ dispatch_ready(struct master *m)
 			continue; /* try again with another worker */
 		}
 		w->ip = c->ip;
+		w->given++;
 		m->n_idle--;
+		move_to_front(m, w);
 		list_unlink(&m->ready, c);
 		close(c->fd);
 		free(c);
 	}
+	if (m->board != NULL && atomic_load(&m->board->notify))
+		atomic_store(&m->board->notify, 0);
 }
 
 static void
 keep_spares(struct master *m)
 {
+	if (m->n_idle < (unsigned)m->conf->spare_workers)
+		collect_all(m);
 	while (!m->stopping && m->n_idle < (unsigned)m->conf->spare_workers &&
 	       m->n_workers < (unsigned)m->conf->max_sessions) {
 		if (worker_spawn(m) == NULL)
@@ -373,6 +453,14 @@ say(int fd, const char *text)
 	}
 }
 
+static int
+over_limits(const struct master *m, const struct ip_count *ip)
+{
+	return m->n_conns >= (unsigned)m->conf->max_sessions ||
+	       (ip != NULL &&
+		ip->count >= (unsigned)m->conf->max_sessions_per_ip);
+}
+
 static void
 accept_one(struct master *m, const struct listener *l)
 {
@@ -403,9 +491,12 @@ accept_one(struct master *m, const struct listener *l)
 	peer.tls_mode = l->tls_mode;
 	addr_key(&peer.addr, key);
 	ip = ip_find(m, key);
-	if (m->n_conns >= (unsigned)m->conf->max_sessions ||
-	    (ip != NULL &&
-	     ip->count >= (unsigned)m->conf->max_sessions_per_ip)) {
+	if (over_limits(m, ip)) {
+		/* Sessions may have ended without telling us yet. */
+		collect_all(m);
+		ip = ip_find(m, key);
+	}
+	if (over_limits(m, ip)) {
 		say(fd, "-ERR [SYS/TEMP] too many connections\r\n");
 		log_warning("connect: peer=%s port=%d listener=%s: refused, "
 			    "too many connections", peer.ip, peer.port,
@@ -495,23 +586,15 @@ worker_event(struct master *m, struct worker *w)
 		worker_retire(m, w);
 		return;
 	}
-	if (w->ip != NULL) {
-		struct worker **p;
-
+	/* With a slot, the board has the truth (this may be about a session
+	 * already collected); without one, this message is it. */
+	if (w->slot != WORKER_NO_SLOT) {
+		collect(m, w);
+	} else if (w->ip != NULL) {
 		ip_release(m, w->ip);
 		w->ip = NULL;
 		m->n_idle++;
-		/* Most recently used first: the next session gets a worker
-		 * whose pages are warm, and idle spares stay cold. */
-		for (p = &m->workers; *p != w; p = &(*p)->next) {
-		}
-		*p = w->next;
-		w->next = m->workers;
-		m->workers = w;
 	}
-	/* A worker of an older config finishes its session, then goes. */
-	if (w->generation != m->generation || m->stopping)
-		worker_retire(m, w);
 }
 
 static void
@@ -543,6 +626,7 @@ reap_workers(struct master *m)
 		}
 		if (w->ip != NULL)
 			ip_release(m, w->ip);
+		slot_give_back(m, w->slot);
 		m->n_workers--;
 		free(w);
 	}
@@ -565,11 +649,11 @@ reload(struct master *m)
 	conf_free(&m->conf);
 	m->conf = fresh;
 	log_set_level((enum postern_log_level)fresh->log_level);
-	m->generation++;
-	for (struct worker *w = m->workers; w != NULL; w = w->next) {
-		if (w->ip == NULL)
-			worker_retire(m, w);
-	}
+	/* Every worker goes: an idle one now, a busy one when its session
+	 * ends (its channel reads EOF); its client address is released when
+	 * it is reaped. */
+	for (struct worker *w = m->workers; w != NULL; w = w->next)
+		worker_retire(m, w);
 	log_info("reload: done; new sessions use the new configuration");
 	sd_notify(0, "READY=1");
 }
@@ -632,6 +716,32 @@ shutdown_all(struct master *m)
 	}
 }
 
+static size_t
+board_size(void)
+{
+	return sizeof(struct worker_board) +
+	       WORKER_BOARD_SLOTS * sizeof(((struct worker_board *)0)->done[0]);
+}
+
+/* Without a board (no memory for it) every worker says WORKER_DONE after
+ * each session, which works, at the cost of waking the master. */
+static void
+board_setup(struct master *m)
+{
+	void *p = mmap(NULL, board_size(), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	m->free_slots = calloc(WORKER_BOARD_SLOTS, sizeof(*m->free_slots));
+	if (p == MAP_FAILED || m->free_slots == NULL) {
+		log_warning("master: no worker board (%s); workers will "
+			    "report each session", strerror(errno));
+		if (p != MAP_FAILED)
+			munmap(p, board_size());
+		return;
+	}
+	m->board = p;
+}
+
 int
 master_run(struct server_conf **conf, const char *config_path,
 	   struct listener *listeners, size_t n_listeners)
@@ -672,6 +782,7 @@ master_run(struct server_conf **conf, const char *config_path,
 		ev.data.ptr = &m.listen_items[i];
 		epoll_ctl(m.epfd, EPOLL_CTL_ADD, listeners[i].fd, &ev);
 	}
+	board_setup(&m);
 	keep_spares(&m);
 	sd_notify(0, "READY=1");
 	log_info("ready: %zu listeners, %u workers", n_listeners,
@@ -717,6 +828,9 @@ master_run(struct server_conf **conf, const char *config_path,
 		keep_spares(&m);
 	}
 	shutdown_all(&m);
+	if (m.board != NULL)
+		munmap(m.board, board_size());
+	free(m.free_slots);
 	free(m.listen_items);
 	free(m.listeners);
 	conf_free(&m.conf);

@@ -38,6 +38,11 @@
 /* Master: pending connections per listen socket (listen backlog). */
 #define LISTEN_BACKLOG 511
 
+/* Master: workers that report the end of a session on the shared board
+ * instead of waking the master (4 bytes each, touched pages only); any
+ * beyond this report through their channel. */
+#define WORKER_BOARD_SLOTS 65536
+
 /* Master: events handled per epoll_wait round. */
 #define MASTER_EVENTS 64
 

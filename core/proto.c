@@ -29,9 +29,18 @@ plain_write(struct pio *io, const void *buf, size_t len)
 {
 	ssize_t n;
 
-	do {
-		n = write(io->out_fd, buf, len);
-	} while (n < 0 && errno == EINTR);
+	for (;;) {
+		if (io->last)
+			n = send(io->out_fd, buf, len, MSG_MORE | MSG_NOSIGNAL);
+		else
+			n = write(io->out_fd, buf, len);
+		if (n >= 0 || errno != EINTR)
+			break;
+	}
+	if (n < 0 && io->last && errno == ENOTSOCK) {
+		io->last = 0; /* a pipe after all */
+		return plain_write(io, buf, len);
+	}
 	return n;
 }
 
@@ -161,6 +170,18 @@ pio_flush(struct pio *io)
 	io->bytes_out += done;
 	io->out_len = 0;
 	return io->failed ? -1 : 0;
+}
+
+int
+pio_flush_last(struct pio *io)
+{
+	int ret;
+
+	io->last = io->transport == &plain_transport &&
+		   io->rcvtimeo_ms != PIO_RCVTIMEO_NONE;
+	ret = pio_flush(io);
+	io->last = 0;
+	return ret;
 }
 
 int

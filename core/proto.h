@@ -47,6 +47,7 @@ struct pio {
 #define PIO_RCVTIMEO_UNSET (-1) /* not known: set before the next read */
 #define PIO_RCVTIMEO_NONE (-2)  /* not a socket: poll instead */
 	int failed; /* the peer is gone or a write failed */
+	int last; /* writing the session's last bytes (pio_flush_last) */
 	uint64_t bytes_in, bytes_out;
 };
 
@@ -86,6 +87,14 @@ int pio_write(struct pio *io, const void *data, size_t len);
 int pio_printf(struct pio *io, const char *fmt, ...) POSTERN_PRINTF(2, 3);
 int pio_vprintf(struct pio *io, const char *fmt, va_list ap);
 int pio_flush(struct pio *io);
+/*
+ * Flushes the session's last replies. On a plain socket they go with
+ * MSG_MORE: the kernel keeps the last partial segment until close(), and
+ * the FIN rides in it, one packet and one wake-up of the client fewer.
+ * So the caller closes the connection soon after; nothing else may be
+ * written to it.
+ */
+int pio_flush_last(struct pio *io);
 
 /*
  * The message converter: raw message bytes to the wire (CRLF line ends,

@@ -812,7 +812,7 @@ session_loop(struct postern_session *s)
 			break; /* EOF or error: no UPDATE */
 		}
 	}
-	pio_flush(s->io);
+	pio_flush_last(s->io);
 }
 
 int

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,12 +109,32 @@ receive_or_idle(int ctl_fd, struct worker_handoff *h, struct pio *io)
 	return fd;
 }
 
+/*
+ * Tells the master a session ended. The count goes first, then the look
+ * at notify (both sequentially consistent): the master sets notify before
+ * it reads the counts, so either it sees this count or we see its notify.
+ */
+static int
+report_done(int ctl_fd, struct worker_board *board, unsigned slot,
+	    unsigned sessions)
+{
+	char done = WORKER_DONE;
+
+	if (slot != WORKER_NO_SLOT) {
+		atomic_store(&board->done[slot], sessions);
+		if (!atomic_load(&board->notify))
+			return 0;
+	}
+	return write(ctl_fd, &done, 1) == 1 ? 0 : -1;
+}
+
 void
-worker_main(int ctl_fd, const struct server_conf *conf)
+worker_main(int ctl_fd, const struct server_conf *conf,
+	    struct worker_board *board, unsigned slot)
 {
 	struct worker_handoff h;
 	struct pio io;
-	char done = WORKER_DONE;
+	unsigned sessions = 0;
 
 	if (pio_init(&io) < 0) {
 		log_err("worker: out of memory");
@@ -135,7 +156,7 @@ worker_main(int ctl_fd, const struct server_conf *conf)
 		memory_release();
 		if (dropped)
 			break; /* this process is some user's now */
-		if (write(ctl_fd, &done, 1) != 1)
+		if (report_done(ctl_fd, board, slot, ++sessions) < 0)
 			break;
 	}
 	pio_free(&io);

@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -318,6 +322,90 @@ test_read_timeouts_pipe(void **state)
 	close(p[0]);
 }
 
+/* A connected TCP pair on 127.0.0.1, the server end with TCP_NODELAY as
+ * a session socket has it. */
+static void
+tcp_pair(int *server_r, int *client_r)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t a_len = sizeof(a);
+	int l, one = 1;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &a_len), 0);
+	*client_r = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(*client_r, (struct sockaddr *)&a, a_len), 0);
+	*server_r = accept(l, NULL, NULL);
+	assert_true(*server_r >= 0);
+	assert_int_equal(setsockopt(*server_r, IPPROTO_TCP, TCP_NODELAY, &one,
+				    sizeof(one)), 0);
+	close(l);
+}
+
+static int
+unsent(int fd)
+{
+	int n = -1;
+
+	assert_int_equal(ioctl(fd, SIOCOUTQNSD, &n), 0);
+	return n;
+}
+
+/*
+ * The session's last reply stays in the kernel until close(), so its FIN
+ * goes in the same packet; an ordinary flush sends at once. Either way
+ * the client reads every byte, then EOF.
+ */
+static void
+test_flush_last(void **state)
+{
+	char buf[64];
+	struct pio io;
+	int srv, cli;
+
+	(void)state;
+	tcp_pair(&srv, &cli);
+	assert_int_equal(pio_init(&io), 0);
+	pio_attach(&io, srv);
+	assert_int_equal(pio_puts(&io, "+OK\r\n"), 0);
+	assert_int_equal(pio_flush(&io), 0);
+	assert_int_equal(unsent(srv), 0);
+	assert_int_equal(pio_puts(&io, "+OK bye\r\n"), 0);
+	assert_int_equal(pio_flush_last(&io), 0);
+	assert_int_equal(unsent(srv), 9);
+	assert_int_equal(io.last, 0);
+	close(srv);
+	assert_int_equal(recv(cli, buf, sizeof(buf), MSG_WAITALL), 14);
+	assert_memory_equal(buf, "+OK\r\n+OK bye\r\n", 14);
+	assert_int_equal(read(cli, buf, sizeof(buf)), 0);
+	close(cli);
+	pio_free(&io);
+}
+
+/* inetd on a pipe: the last flush is an ordinary write. */
+static void
+test_flush_last_pipe(void **state)
+{
+	char buf[16];
+	struct pio io;
+	int p[2];
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(pio_init(&io), 0);
+	pio_attach(&io, p[1]);
+	assert_int_equal(pio_puts(&io, "+OK bye\r\n"), 0);
+	assert_int_equal(pio_flush_last(&io), 0);
+	assert_int_equal(read(p[0], buf, sizeof(buf)), 9);
+	pio_free(&io);
+	close(p[0]);
+	close(p[1]);
+}
+
 int
 main(void)
 {
@@ -332,6 +420,8 @@ main(void)
 		cmocka_unit_test(test_line_reader),
 		cmocka_unit_test(test_read_timeouts_socket),
 		cmocka_unit_test(test_read_timeouts_pipe),
+		cmocka_unit_test(test_flush_last),
+		cmocka_unit_test(test_flush_last_pipe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""The master and its worker pool: a finished session does not wake the
+master (the worker counts it on the shared board), and workers of an
+older configuration leave after their session."""
+
+import signal
+import time
+
+import postern_harness as h
+from postern_harness import PosternTest, User
+
+
+def voluntary_switches(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches for pid %d" % pid)
+
+
+def session(srv, user, password, pause=0.0):
+    """One whole session; pause after the greeting and after the end lets
+    the master fall asleep between the steps it may wake for."""
+    c = h.Pop3(srv.port)
+    try:
+        time.sleep(pause)
+        assert c.login(user, password).startswith("+OK mailbox ready")
+        assert c.cmd("STAT").startswith("+OK 1 ")
+        assert c.cmd("QUIT").startswith("+OK bye")
+        assert c.read_until_eof() == b""
+    finally:
+        c.close()
+    time.sleep(pause)
+
+
+class PoolTest(PosternTest):
+    def test_finished_sessions_do_not_wake_master(self):
+        # The master wakes for a connection and for its first bytes
+        # (apart, with the pauses); the end of the session is on the
+        # board, read when needed, so not three times per session.
+        srv = self.server([User("alice", "pw-alice", [b"Subject: a\n\na\n"])])
+        for _ in range(3):
+            session(srv, "alice", "pw-alice")
+        n = 30
+        before = voluntary_switches(srv.pid)
+        for _ in range(n):
+            session(srv, "alice", "pw-alice", pause=0.01)
+        woken = voluntary_switches(srv.pid) - before
+        print("master slept %d times for %d sessions" % (woken, n))
+        self.assertLessEqual(woken, 2 * n + 5,
+                             "the master slept %d times for %d sessions"
+                             % (woken, n))
+        self.assertGreaterEqual(woken, n, "the test measured nothing")
+
+    def test_busy_worker_leaves_after_reload(self):
+        srv = self.server([User("alice", "pw-alice", [b"Subject: a\n\na\n"]),
+                           User("bob", "pw-bob", [b"Subject: b\n\nb\n"])],
+                          server={"max_sessions_per_ip": 2})
+        start = srv.log_size()
+        old = self.logged_in(srv, "alice", "pw-alice")
+        pid = srv.worker_pid_of_login("alice", start=start)
+        srv.signal(signal.SIGHUP)
+        srv.wait_log(r"reload: done", start=start)
+        self.assertEqual(old.cmd("NOOP"), "+OK")
+        self.assertTrue(h._alive_child_of_us(pid))
+        self.assertTrue(old.cmd("QUIT").startswith("+OK bye"))
+        old.close()
+        deadline = time.monotonic() + 5 * h.SLOW
+        while h._alive_child_of_us(pid):
+            self.assertLess(time.monotonic(), deadline,
+                            "the worker of the old configuration stayed")
+            time.sleep(0.05)
+        # Its session no longer counts against 127.0.0.1: two more fit.
+        held = []
+        for user, pw in (("alice", "pw-alice"), ("bob", "pw-bob")):
+            c, r = srv.login(user, pw)
+            self.addCleanup(c.close)
+            held.append(c)
+            self.assertTrue(r.startswith("+OK mailbox ready"), r)
+        self.assertNotIn(pid, srv.descendants())
+
+
+if __name__ == "__main__":
+    h.main()
