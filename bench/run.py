@@ -843,9 +843,10 @@ def measure_stock_client(args, server, res, key):
         res[key + "_mbps"] = r["bytes"] / r["window_s"] / 1e6
 
 
-def measure_memory(args, server, res, mode, key):
-    """Restart the server, take its idle baseline, open N idle sessions,
-    and measure PSS and RSS again. Per session: the difference / N."""
+def measure_memory(args, server, res, mode, key, tls=False):
+    """Restart the server, take its idle baseline, open N idle sessions
+    (over implicit TLS with tls), and measure PSS and RSS again. Per
+    session: the difference / N."""
     server.stop()
     server.start()
     time.sleep(1.0)
@@ -854,6 +855,8 @@ def measure_memory(args, server, res, mode, key):
     cmd = [args.popload, "--port", str(server.port), "--clients", str(n),
            "--user-fmt", "user%03d", "--user-count", str(N_SMALL),
            "--pass", PASSWORD, "--timeout", "300", mode]
+    if tls:
+        cmd[1:3] = ["--port", str(server.tls_port), "--tls"]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, preexec_fn=pin(CLIENT_CPU),
                          text=True)
@@ -966,6 +969,9 @@ def bench_server(args, sb, server, res):
         if "memory" in want:
             measure_memory(args, server, res, "idle-auth", "idleauth")
             measure_memory(args, server, res, "idle-unauth", "idleunauth")
+            if server.tls:
+                measure_memory(args, server, res, "idle-auth",
+                               "tlsidleauth", tls=True)
     finally:
         server.stop()
     log(f"  {server.name}: done in {time.time() - t:.0f} s")
@@ -1118,6 +1124,10 @@ ROWS = [
      "{:.0f}"),
     ("idleauth_rss", "RSS per idle authenticated session", "KB", False,
      "{:.0f}"),
+    ("tlsidleauth_pss", "PSS per idle authenticated TLS session", "KB",
+     False, "{:.0f}"),
+    ("tlsidleauth_rss", "RSS per idle authenticated TLS session", "KB",
+     False, "{:.0f}"),
     ("idleunauth_pss", "PSS per idle unauthenticated connection", "KB",
      False, "{:.1f}"),
     ("idleunauth_rss", "RSS per idle unauthenticated connection", "KB",

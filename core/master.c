@@ -649,6 +649,8 @@ reload(struct master *m)
 	conf_free(&m->conf);
 	m->conf = fresh;
 	log_set_level((enum postern_log_level)fresh->log_level);
+	if (fresh->tls != NULL)
+		tls_server_warm_up(fresh->tls);
 	/* Every worker goes: an idle one now, a busy one when its session
 	 * ends (its channel reads EOF); its client address is released when
 	 * it is reaped. */
@@ -782,6 +784,8 @@ master_run(struct server_conf **conf, const char *config_path,
 		ev.data.ptr = &m.listen_items[i];
 		epoll_ctl(m.epfd, EPOLL_CTL_ADD, listeners[i].fd, &ev);
 	}
+	if (m.conf->tls != NULL)
+		tls_server_warm_up(m.conf->tls);
 	board_setup(&m);
 	keep_spares(&m);
 	sd_notify(0, "READY=1");

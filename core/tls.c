@@ -177,6 +177,51 @@ fail:
 	return NULL;
 }
 
+/* A handshake of server_ctx with a default client, in memory. */
+static int
+warm_up(SSL_CTX *server_ctx)
+{
+	SSL_CTX *client_ctx = SSL_CTX_new(TLS_client_method());
+	SSL *client = NULL, *server = NULL;
+	BIO *client_bio = NULL, *server_bio = NULL;
+	int client_done = 0, server_done = 0;
+
+	if (client_ctx == NULL)
+		goto out;
+	client = SSL_new(client_ctx);
+	server = SSL_new(server_ctx);
+	if (client == NULL || server == NULL ||
+	    BIO_new_bio_pair(&client_bio, 0, &server_bio, 0) != 1)
+		goto out;
+	SSL_set_bio(client, client_bio, client_bio);
+	SSL_set_bio(server, server_bio, server_bio);
+	SSL_set_connect_state(client);
+	SSL_set_accept_state(server);
+	for (int i = 0; i < 8 && !(client_done && server_done); i++) {
+		client_done = client_done || SSL_do_handshake(client) == 1;
+		server_done = server_done || SSL_do_handshake(server) == 1;
+	}
+	if (server_done)
+		SSL_CTX_remove_session(server_ctx, SSL_get_session(server));
+out:
+	SSL_free(client);
+	SSL_free(server);
+	SSL_CTX_free(client_ctx);
+	ERR_clear_error();
+	return client_done && server_done;
+}
+
+void
+tls_server_warm_up(struct tls_server *srv)
+{
+	size_t done = warm_up(srv->ctx);
+
+	for (size_t i = 0; i < srv->n_sni; i++)
+		done += warm_up(srv->sni_ctx[i]);
+	log_debug("tls: warm-up handshakes done for %zu of %zu certificates",
+		  done, srv->n_sni + 1);
+}
+
 struct tls_server *
 tls_server_new(const struct tls_settings *ts, char *err, size_t err_size)
 {

@@ -46,6 +46,17 @@ struct tls_server *tls_server_new(const struct tls_settings *settings,
 void tls_server_free(struct tls_server **srv);
 
 /*
+ * One handshake per certificate with ourselves, in memory, in the master
+ * before it forks workers. OpenSSL sets up much on first use (the
+ * private key's precomputed values, its algorithm caches): done here,
+ * the workers share those pages with the master; done in each worker's
+ * first handshake, they cost every worker about 75 KB of its own. Best
+ * effort: a handshake that fails here only leaves that to the workers.
+ * Random generators reseed in each worker (OpenSSL's fork detection).
+ */
+void tls_server_warm_up(struct tls_server *srv);
+
+/*
  * Runs the server side of the handshake on io's socket (bounded by the
  * handshake timeout) and switches io to TLS. Returns 0, or -1 with a
  * reason in err (the session must end: the stream is unusable).

@@ -896,6 +896,18 @@ class TlsOwnServerTest(PosternTest):
             self.assertEqual(c.login("alice", PW)[:17], "+OK mailbox ready")
             self.assertEqual(c.cmd("QUIT"), "+OK bye, 0 messages deleted")
 
+    # ---- warm-up ------------------------------------------------------
+    def test_warm_up_handshake_per_certificate(self):
+        # The master shakes hands with itself once per certificate before
+        # forking, so workers share what OpenSSL sets up on first use.
+        srv = make_tls_server(self.server, [User("sni", PW, MESSAGES)],
+                              server={"log_level": "debug"}, sni=True)
+        srv.wait_log(r"tls: warm-up handshakes done for 2 of 2 "
+                     r"certificates")
+        with TlsPop3(srv.im_port, client_ctx(cert("main")[0])) as c:
+            self.assertEqual(c.login("sni", PW)[:17], "+OK mailbox ready")
+            self.assertEqual(c.cmd("QUIT"), "+OK bye, 0 messages deleted")
+
     # ---- min_protocol and handshake deadline --------------------------
     def test_min_protocol_tls13(self):
         srv = make_tls_server(self.server, [User("alice", PW, MESSAGES)],
