@@ -325,17 +325,25 @@ worker_retire(struct master *m, struct worker *w)
 		m->n_idle--;
 }
 
-/* Whether w, busy as far as we knew, has ended its session: then it is
- * idle again and its client address counts one session less. */
+/* w ended its session: it is idle again, and its client address counts
+ * one session less. */
+static void
+session_ended(struct master *m, struct worker *w)
+{
+	ip_release(m, w->ip);
+	w->ip = NULL;
+	m->n_idle++;
+}
+
+/* Whether w, busy as far as we knew, has ended its session by the board
+ * (then it is idle again). */
 static int
 collect(struct master *m, struct worker *w)
 {
 	if (w->ip == NULL || w->ctl_fd < 0 || w->slot == WORKER_NO_SLOT ||
 	    atomic_load(&m->board->done[w->slot]) != w->given)
 		return 0;
-	ip_release(m, w->ip);
-	w->ip = NULL;
-	m->n_idle++;
+	session_ended(m, w);
 	return 1;
 }
 
@@ -588,13 +596,10 @@ worker_event(struct master *m, struct worker *w)
 	}
 	/* With a slot, the board has the truth (this may be about a session
 	 * already collected); without one, this message is it. */
-	if (w->slot != WORKER_NO_SLOT) {
+	if (w->slot != WORKER_NO_SLOT)
 		collect(m, w);
-	} else if (w->ip != NULL) {
-		ip_release(m, w->ip);
-		w->ip = NULL;
-		m->n_idle++;
-	}
+	else if (w->ip != NULL)
+		session_ended(m, w);
 }
 
 static void
