@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """The master and its worker pool: a finished session does not wake the
-master (the worker counts it on the shared board), and workers of an
-older configuration leave after their session."""
+master (the worker counts it on the shared board), a connection waiting
+for a worker gets the first one that finishes, and workers of an older
+configuration leave after their session."""
 
+import os
+import pwd
+import shutil
 import signal
 import time
+import unittest
 
 import postern_harness as h
 from postern_harness import PosternTest, User
@@ -51,6 +56,45 @@ class PoolTest(PosternTest):
                              "the master slept %d times for %d sessions"
                              % (woken, n))
         self.assertGreaterEqual(woken, n, "the test measured nothing")
+
+    @unittest.skipUnless(h.IS_ROOT and shutil.which("prlimit"),
+                         "needs root and prlimit")
+    def test_waiting_connection_gets_first_free_worker(self):
+        # The daemon runs as "games" (no other process has that uid) with
+        # RLIMIT_NPROC 3: the master and two workers, no third. With both
+        # workers busy, a third client waits; when a session ends, its
+        # worker must tell the master (notify), which sleeps otherwise
+        # until the login timeout.
+        try:
+            games = pwd.getpwnam("games")
+        except KeyError:
+            self.skipTest("no user games")
+        busy = [p for p in os.listdir("/proc") if p.isdigit()
+                and os.stat("/proc/" + p).st_uid == games.pw_uid]
+        if busy:
+            self.skipTest("processes run as games already")
+        users = [User(n, "pw-" + n, [b"Subject: a\n\na\n"])
+                 for n in ("alice", "bob", "carol")]
+        srv = self.server(users, start=False,
+                          server={"user": "games", "spare_workers": 1,
+                                  "max_sessions": 10, "login_timeout": 60})
+        h.chown_tree(srv.tmp, games.pw_uid, games.pw_gid)
+        srv.start(argv=["prlimit", "--nproc=3", "--", h.BIN, "-c",
+                        srv.conf_path])
+        a = self.logged_in(srv, "alice", "pw-alice")
+        b = self.logged_in(srv, "bob", "pw-bob")
+        srv.wait_log(r"worker: fork: ")
+        c = self.client(srv)
+        c.send(b"USER carol\r\n")
+        with self.assertRaises(TimeoutError,
+                               msg="carol was served with no worker"):
+            c.line(timeout=0.5)
+        self.assertTrue(a.cmd("QUIT").startswith("+OK bye"))
+        t0 = time.monotonic()
+        self.assertEqual(c.line(timeout=10 * h.SLOW), "+OK send PASS")
+        self.assertLess(time.monotonic() - t0, 5 * h.SLOW)
+        self.assertTrue(c.cmd("PASS pw-carol").startswith("+OK mailbox"))
+        self.assertEqual(b.cmd("NOOP"), "+OK")
 
     def test_busy_worker_leaves_after_reload(self):
         srv = self.server([User("alice", "pw-alice", [b"Subject: a\n\na\n"]),
