@@ -94,7 +94,10 @@ class HotPathTest(PosternTest):
         c.close()
         time.sleep(0.2)
         calls = self.counts(st, out)
-        total = sum(calls.values())
+        # A second of silence (a loaded machine) gives pages back: those
+        # calls are not the commands' and are left out of the total.
+        total = sum(n for name, n in calls.items()
+                    if name not in ("madvise", "setsockopt"))
         detail = ", ".join("%s=%d" % kv for kv in calls.most_common())
         self.assertGreater(calls["read"], N_NOOPS + N_MSGS, detail)
         for name in ("poll", "ppoll", "select", "pselect6", "epoll_wait"):
