@@ -23,33 +23,33 @@ def voluntary_switches(pid):
     raise AssertionError("no voluntary_ctxt_switches for pid %d" % pid)
 
 
-def session(srv, user, password, pause=0.0):
-    """One whole session; pause after the greeting and after the end lets
-    the master fall asleep between the steps it may wake for."""
-    c = h.Pop3(srv.port)
-    try:
-        time.sleep(pause)
-        assert c.login(user, password).startswith("+OK mailbox ready")
-        assert c.cmd("STAT").startswith("+OK 1 ")
-        assert c.cmd("QUIT").startswith("+OK bye")
-        assert c.read_until_eof() == b""
-    finally:
-        c.close()
-    time.sleep(pause)
-
-
 class PoolTest(PosternTest):
+    def session(self, srv, user, password, pause=0.0):
+        """One whole session; pause after the greeting and after the end
+        lets the master fall asleep between the steps it may wake for."""
+        c = h.Pop3(srv.port)
+        try:
+            time.sleep(pause)
+            self.assertTrue(c.login(user, password).startswith(
+                "+OK mailbox ready"))
+            self.assertTrue(c.cmd("STAT").startswith("+OK 1 "))
+            self.assertTrue(c.cmd("QUIT").startswith("+OK bye"))
+            self.assertEqual(c.read_until_eof(), b"")
+        finally:
+            c.close()
+        time.sleep(pause)
+
     def test_finished_sessions_do_not_wake_master(self):
         # The master wakes for a connection and for its first bytes
         # (apart, with the pauses); the end of the session is on the
         # board, read when needed, so not three times per session.
         srv = self.server([User("alice", "pw-alice", [b"Subject: a\n\na\n"])])
         for _ in range(3):
-            session(srv, "alice", "pw-alice")
+            self.session(srv, "alice", "pw-alice")
         n = 30
         before = voluntary_switches(srv.pid)
         for _ in range(n):
-            session(srv, "alice", "pw-alice", pause=0.01)
+            self.session(srv, "alice", "pw-alice", pause=0.01)
         woken = voluntary_switches(srv.pid) - before
         print("master slept %d times for %d sessions" % (woken, n))
         self.assertLessEqual(woken, 2 * n + 5,
