@@ -727,7 +727,7 @@ static size_t
 board_size(void)
 {
 	return sizeof(struct worker_board) +
-	       WORKER_BOARD_SLOTS * sizeof(((struct worker_board *)0)->done[0]);
+	       WORKER_BOARD_SLOTS * sizeof(_Atomic unsigned);
 }
 
 /* Without a board (no memory for it) every worker says WORKER_DONE after

@@ -616,6 +616,15 @@ class Server:
         return len(ms), sum(len(m.wire) for m in ms)
 
 
+def proc_field(pid, name, key):
+    """The number after "key:" in /proc/PID/name (status, smaps_rollup)."""
+    with open("/proc/%d/%s" % (pid, name)) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/%s" % (key, pid, name))
+
+
 def _alive_child_of_us(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:

@@ -16,11 +16,7 @@ from postern_harness import PosternTest, User
 
 
 def voluntary_switches(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches for pid %d" % pid)
+    return h.proc_field(pid, "status", "voluntary_ctxt_switches")
 
 
 class PoolTest(PosternTest):

@@ -65,11 +65,7 @@ def read_memory(pid):
 
 
 def private_dirty_kb(pid):
-    with open("/proc/%d/smaps_rollup" % pid) as f:
-        for line in f:
-            if line.startswith("Private_Dirty:"):
-                return int(line.split()[1])
-    raise AssertionError("no Private_Dirty in smaps_rollup of %d" % pid)
+    return h.proc_field(pid, "smaps_rollup", "Private_Dirty")
 
 
 def find_in_memory(pid, needles):
